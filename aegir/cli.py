@@ -1,0 +1,293 @@
+"""The ``aegir`` command. Fast paths (help, show, list, save) never import Prefect; task commands run
+their flow in-process against the configured Prefect API and print the flow run id and its UI address."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+
+from aegir import registry
+from aegir.contexts import ContextBase, normalise_name
+from aegir.errors import AegirError, InputError, StoreUnavailable
+
+app = typer.Typer(
+    help="Aegir Flows: host Drupal sites (servers → platforms → sites) with Prefect.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+server_app = typer.Typer(
+    help="The local Prefect server that stores contexts and runs tasks.", no_args_is_help=True
+)
+app.add_typer(server_app, name="server")
+
+SECRET_PROPERTIES = ("db_password", "ssh_private_key")
+SECRET_SOURCES = ("-file", "-stdin", "-prompt")
+
+
+def fail(error: AegirError | str, code: int = 1) -> NoReturn:
+    if isinstance(error, AegirError):
+        code = error.exit_code
+    typer.echo(
+        "aegir: " + " | ".join(line.strip() for line in str(error).splitlines() if line.strip()), err=True
+    )
+    raise typer.Exit(code)
+
+
+def guarded(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except AegirError as e:
+        fail(e)
+
+
+def _store():
+    from blocks.store import BlockStore
+
+    return BlockStore.from_environment()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# save / show / list
+# ---------------------------------------------------------------------------------------------------------
+def _read_secret(prop: str, source: str, value: str | None) -> str:
+    if source == "-file":
+        if not value:
+            raise InputError(f"{prop}-file", "needs a path: --" + prop + "-file=/path/to/file")
+        try:
+            text = Path(value).expanduser().read_text()
+        except OSError as e:
+            raise InputError(f"{prop}-file", f"cannot read {value}: {e.strerror}") from None
+    elif source == "-stdin":
+        text = sys.stdin.read()
+    else:
+        text = getpass.getpass(f"{prop}: ")
+    return text if prop == "ssh_private_key" else text.rstrip("\r\n")
+
+
+def parse_properties(args: list[str]) -> dict[str, Any]:
+    """``--key=value`` / ``--key value`` pairs; secrets also as ``--key-file=PATH``, ``--key-stdin``,
+    ``--key-prompt``."""
+    props: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if not token.startswith("--") or len(token) < 3:
+            raise InputError(token, "expected --property=value")
+        key, eq, value = token[2:].partition("=")
+        if not eq:
+            value = None
+            if i + 1 < len(args) and not args[i + 1].startswith("--"):
+                value, i = args[i + 1], i + 1
+        i += 1
+        source = next((s for s in SECRET_SOURCES if key.endswith(s)), None)
+        if source is not None:
+            prop = key[: -len(source)]
+            if prop not in SECRET_PROPERTIES:
+                raise InputError(
+                    key, f"{source} is only for secret properties ({', '.join(SECRET_PROPERTIES)})"
+                )
+            props[prop] = _read_secret(prop, source, value)
+            continue
+        if value is None:
+            raise InputError(key, f"needs a value: --{key}=VALUE")
+        if key in SECRET_PROPERTIES and value:
+            typer.echo(
+                f"aegir: warning: --{key} on the command line is visible to other users; "
+                f"prefer --{key}-file=PATH, --{key}-stdin or --{key}-prompt",
+                err=True,
+            )
+        props[key] = value
+    return props
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def save(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Context name, e.g. @server_master, @platform_d7, @example.com"),
+    context_type: str | None = typer.Option(None, "--context_type", help="server, platform or site"),
+    delete: bool = typer.Option(False, "--delete", help="Delete the context instead"),
+) -> None:
+    """Create a context or update only the given properties (--PROPERTY=VALUE ...; 'null' resets one).
+
+    Secrets (db_password, ssh_private_key) can come from --PROP-file=PATH, --PROP-stdin or --PROP-prompt.
+    """
+
+    def run() -> None:
+        if delete:
+            if ctx.args:
+                raise InputError("delete", "takes no properties")
+            removed = registry.delete(_store(), name)
+            typer.echo(f"Deleted {removed.context_type} {removed.name}")
+            return
+        props = parse_properties(ctx.args)
+        existed = _store().find(name) is not None
+        saved = registry.save(_store(), name, context_type, props)
+        typer.echo(
+            f"{'Updated' if existed else 'Created'} {saved.context_type} {saved.name} (block {_block_ref(saved)})"
+        )
+
+    guarded(run)
+
+
+def _block_ref(ctx: ContextBase) -> str:
+    return f"aegir-{ctx.context_type}/{ctx.slug}"
+
+
+def _format_value(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list | dict):
+        return json.dumps(value) if value else "-"
+    return str(value)
+
+
+@app.command()
+def show(
+    name: str = typer.Argument(..., help="Context name"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON"),
+) -> None:
+    """Show a context's properties (secrets are masked)."""
+
+    def run() -> None:
+        view = registry.public_view(registry.load(_store(), name))
+        if as_json:
+            typer.echo(json.dumps(view, indent=2))
+            return
+        width = max(len(k) for k in view)
+        for key, value in view.items():
+            if key in ("packages", "backups", "profiles") and isinstance(value, list) and value:
+                value = f"{len(value)} entries (--json for details)"
+            typer.echo(f"{key.ljust(width)}  {_format_value(value)}")
+
+    guarded(run)
+
+
+def _summary(ctx: ContextBase) -> str:
+    view = registry.public_view(ctx)
+    if ctx.context_type == "server":
+        return f"{view['remote_host']}  http={view['http_service_type']} db={view['db_service_type']}"
+    if ctx.context_type == "platform":
+        return f"{view['root']}  on {view['web_server']}  {view['status']}"
+    return f"{view['platform']}  db={view['db_server']}  {view['status']}"
+
+
+@app.command("list")
+def list_(
+    context_type: str | None = typer.Option(None, "--type", help="Only server, platform or site"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON"),
+) -> None:
+    """List contexts."""
+
+    def run() -> None:
+        if context_type is not None and context_type not in ("server", "platform", "site"):
+            raise InputError("type", f"must be server, platform or site; got {context_type!r}")
+        contexts = registry.by_type(_store().list(context_type), context_type)
+        if as_json:
+            typer.echo(json.dumps([registry.public_view(c) for c in contexts], indent=2))
+            return
+        if not contexts:
+            typer.echo("No contexts yet: create one with aegir save @server_master --context_type=server ...")
+            return
+        width = max(len(c.name) for c in contexts)
+        for c in contexts:
+            typer.echo(f"{c.name.ljust(width)}  {c.context_type:<8}  {_summary(c)}")
+
+    guarded(run)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# task commands
+# ---------------------------------------------------------------------------------------------------------
+def _connect() -> str:
+    """The Prefect API to run against (reachable), exported for Prefect before it is imported."""
+    store = _store()
+    if not store.ping():
+        raise StoreUnavailable(
+            f"the Prefect API at {store.api_url} is not reachable: start it with `aegir server start`"
+        )
+    os.environ["PREFECT_API_URL"] = store.api_url
+    return store.api_url
+
+
+def run_task_flow(flow_ref: str, **params: Any) -> Any:
+    """Run a task flow in-process; print its run id and UI address; exit non-zero with the reason on failure."""
+    api_url = _connect()
+    from flows.runner import run_flow
+
+    ui = api_url[: -len("/api")] if api_url.endswith("/api") else api_url
+
+    def announce(run_name: str, run_id: str) -> None:
+        typer.echo(f"Flow run {run_name} ({run_id})\n  see {ui}/runs/flow-run/{run_id}", err=True)
+
+    ok, result = run_flow(flow_ref, params, announce)
+    if not ok:
+        fail(f"{flow_ref.split(':')[-1].replace('_', '-')} failed: {result}")
+    return result
+
+
+@app.command()
+def verify(name: str = typer.Argument(..., help="Context to verify, e.g. @server_master")) -> None:
+    """Verify a context (servers: directories, db and http services)."""
+
+    def run() -> None:
+        ctx = registry.load(_store(), name)
+        if ctx.context_type != "server":
+            raise AegirError(
+                f"verify of a {ctx.context_type} is not available yet (servers only in this release)"
+            )
+        result = run_task_flow("flows.verify_server:verify_server", server=normalise_name(name))
+        typer.echo(
+            f"Verified {result['name']}: http={result['http_service_type']} ({result.get('http_version') or '-'})"
+            f", db={result['db_service_type']} ({result.get('db_version') or '-'})"
+        )
+
+    guarded(run)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# local Prefect server
+# ---------------------------------------------------------------------------------------------------------
+@server_app.command("start")
+def server_start(
+    port: int = typer.Option(4200, help="Port on 127.0.0.1"),
+) -> None:
+    """Start a local Prefect server (SQLite, 127.0.0.1) in the background and make it the default API."""
+    from deployments import local_server
+
+    guarded(lambda: typer.echo(local_server.start(port)))
+
+
+@server_app.command("stop")
+def server_stop() -> None:
+    """Stop the local Prefect server started by `aegir server start`."""
+    from deployments import local_server
+
+    guarded(lambda: typer.echo(local_server.stop()))
+
+
+@server_app.command("status")
+def server_status() -> None:
+    """Say which Prefect API the CLI uses and whether it answers (exit 4 when it does not)."""
+    from deployments import local_server
+
+    message, ok = local_server.status()
+    typer.echo(message)
+    if not ok:
+        raise typer.Exit(4)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

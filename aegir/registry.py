@@ -1,0 +1,192 @@
+"""Saving, loading and deleting contexts: the rules behind ``aegir save`` (references, slugs, managed fields).
+
+The storage itself is behind the ``ContextStore`` protocol (Prefect blocks in production, a dict in unit
+tests), so these rules are tested without any server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+from pydantic import SecretStr
+
+from .contexts import (
+    MODELS,
+    ContextBase,
+    PlatformContext,
+    ServerContext,
+    SiteContext,
+    build,
+    normalise_name,
+    property_names,
+    slugify,
+)
+from .errors import InputError, NotFoundError
+
+RESET = "null"  # as in Aegir: --prop=null resets a property to its default
+
+
+class ContextStore(Protocol):
+    def find(self, name: str) -> ContextBase | None:
+        """The context whose slug is ``slugify(name)``, of any type (with secrets), or None."""
+        ...
+
+    def list(self, context_type: str | None = None) -> list[ContextBase]: ...
+
+    def put(self, context: ContextBase) -> None: ...
+
+    def remove(self, context: ContextBase) -> None: ...
+
+
+def load(store: ContextStore, name: str, expected: type[ContextBase] | None = None) -> Any:
+    """Load ``@name``; a missing context or one of another type is an error naming it."""
+    ctx = store.find(name)
+    name = normalise_name(name)
+    if ctx is None or ctx.name != name:
+        raise NotFoundError(f"{name}: no such context (see `aegir list`)")
+    if expected is not None and not isinstance(ctx, expected):
+        raise InputError("name", f"{name} is a {ctx.context_type}, not a {expected.context_type}")
+    return ctx
+
+
+def load_server(store: ContextStore, name: str) -> ServerContext:
+    return load(store, name, ServerContext)
+
+
+def load_platform(store: ContextStore, name: str) -> PlatformContext:
+    return load(store, name, PlatformContext)
+
+
+def load_site(store: ContextStore, name: str) -> SiteContext:
+    return load(store, name, SiteContext)
+
+
+def _coerce(model: type[ContextBase], field: str, raw: Any) -> Any:
+    """CLI strings → field values: lists are comma separated, booleans yes/no, 'null' resets."""
+    if not isinstance(raw, str):
+        return raw
+    annotation = str(model.model_fields[field].annotation)
+    if "list" in annotation:
+        return [p.strip() for p in raw.split(",") if p.strip()]
+    if annotation == "<class 'bool'>":
+        low = raw.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise InputError(field, f"must be true or false; got {raw!r}")
+    return raw
+
+
+def save(
+    store: ContextStore,
+    name: str,
+    context_type: str | None,
+    properties: Mapping[str, Any],
+    *,
+    allow_managed: bool = False,
+) -> ContextBase:
+    """Create ``@name`` or update only the given properties; validate everything before writing anything."""
+    name = normalise_name(name)
+    existing = store.find(name)
+    if existing is not None and existing.name != name:
+        raise InputError(
+            "name",
+            f"{name} and the existing {existing.context_type} {existing.name} share the block name "
+            f"{slugify(name)!r}; choose another name",
+        )
+    if existing is not None and context_type and existing.context_type != context_type:
+        raise InputError(
+            "context_type", f"{name} is a {existing.context_type}; it cannot become a {context_type}"
+        )
+    ctype = existing.context_type if existing is not None else context_type
+    if ctype is None:
+        raise InputError("context_type", "new contexts need --context_type=server|platform|site")
+    if ctype not in MODELS:
+        raise InputError("context_type", f"must be one of server, platform, site; got {ctype!r}")
+    model = MODELS[ctype]
+
+    known = property_names(model)
+    data: dict[str, Any] = existing.model_dump() if existing is not None else {}
+    for field, raw in properties.items():
+        if field not in known:
+            raise InputError(field, f"unknown property for a {ctype}; known: {', '.join(sorted(known))}")
+        if field in model.managed and not allow_managed:
+            raise InputError(field, f"is managed by Aegir Flows tasks and cannot be set with save ({ctype})")
+        if raw == RESET:
+            data.pop(field, None)
+        else:
+            data[field] = _coerce(model, field, raw)
+    data["name"] = name
+    ctx = build(model, data)
+    check_references(store, ctx)
+    store.put(ctx)
+    return ctx
+
+
+def check_references(store: ContextStore, ctx: ContextBase) -> None:
+    """References name existing contexts of the right type that offer the needed service."""
+    if isinstance(ctx, PlatformContext):
+        web = _ref(store, ctx, "web_server", ServerContext)
+        if web.http_service_type == "null":
+            raise InputError("web_server", f"{web.name} has no http service (http_service_type=null)")
+    elif isinstance(ctx, SiteContext):
+        _ref(store, ctx, "platform", PlatformContext)
+        db = _ref(store, ctx, "db_server", ServerContext)
+        if db.db_service_type == "null":
+            raise InputError("db_server", f"{db.name} has no db service (db_service_type=null)")
+
+
+def _ref(store: ContextStore, ctx: ContextBase, field: str, expected: type[ContextBase]) -> Any:
+    target = getattr(ctx, field)
+    found = store.find(target)
+    if found is None or found.name != target:
+        raise InputError(field, f"{target} does not exist (create it with aegir save {target} ...)")
+    if not isinstance(found, expected):
+        raise InputError(field, f"{target} is a {found.context_type}, not a {expected.context_type}")
+    return found
+
+
+def users_of(store: ContextStore, ctx: ContextBase) -> list[str]:
+    """Contexts that reference ``ctx`` (a deleted site keeps no claim on its platform or servers)."""
+    users = []
+    for other in store.list():
+        if isinstance(other, SiteContext) and other.status == "deleted":
+            continue
+        if any(getattr(other, f) == ctx.name for f in other.references):
+            users.append(other.name)
+    return sorted(users)
+
+
+def delete(store: ContextStore, name: str) -> ContextBase:
+    ctx = load(store, name)
+    users = users_of(store, ctx)
+    if users:
+        raise InputError(
+            "delete", f"{ctx.name} is still used by {', '.join(users)}; delete or move those first"
+        )
+    store.remove(ctx)
+    return ctx
+
+
+def public_view(ctx: ContextBase) -> dict[str, Any]:
+    """The context as it may be shown: secrets masked, derived paths added."""
+    out: dict[str, Any] = {"name": ctx.name, "context_type": ctx.context_type}
+    for field in property_names(type(ctx)):
+        value = getattr(ctx, field)
+        if isinstance(value, SecretStr) or field in ctx.secrets:
+            value = "********" if value is not None else None
+        elif hasattr(value, "isoformat"):
+            value = value.isoformat()
+        out[field] = value
+    if isinstance(ctx, ServerContext):
+        out.update(config_path=ctx.config_path, backup_path=ctx.backup_path)
+    return out
+
+
+def by_type(contexts: Iterable[ContextBase], context_type: str | None) -> list[ContextBase]:
+    return sorted(
+        (c for c in contexts if context_type is None or c.context_type == context_type),
+        key=lambda c: (c.context_type, c.name),
+    )

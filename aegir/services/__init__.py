@@ -1,0 +1,1 @@
+"""Services a server provides (http, db): each renders, writes, tests and reloads through a transport."""

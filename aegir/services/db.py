@@ -1,0 +1,158 @@
+"""The db service (MySQL / MariaDB) administered with pymysql from the master.
+
+Identifiers are always quoted; errors name user, host and port but never a password.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pymysql
+
+from aegir.contexts import ServerContext
+from aegir.errors import AegirError
+
+_IDENT_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+_PASSWORD_ALPHABET = string.ascii_letters + string.digits
+# client-side errors meaning "could not reach the server": worth retrying
+_UNREACHABLE = {2002, 2003, 2005, 2006, 2013}
+
+
+class DbError(AegirError):
+    transient = False
+
+
+class DbConnectionError(DbError):
+    transient = True
+
+
+def quote_ident(name: str) -> str:
+    if not _IDENT_RE.match(name):
+        raise DbError(f"refusing unsafe database identifier {name!r}")
+    return f"`{name}`"
+
+
+def quote_host(host: str) -> str:
+    if not re.match(r"^[A-Za-z0-9.%:_-]{1,255}$", host):
+        raise DbError(f"refusing unsafe host {host!r}")
+    return f"'{host}'"
+
+
+def random_password(length: int = 24) -> str:
+    return "".join(secrets.choice(_PASSWORD_ALPHABET) for _ in range(length))
+
+
+class MysqlService:
+    """Admin operations on one db server, with its admin credentials."""
+
+    def __init__(self, server: ServerContext) -> None:
+        if server.db_service_type != "mysql":
+            raise DbError(f"{server.name} has no mysql db service")
+        self.server = server
+        self.host = server.db_address
+        self.port = server.db_port
+        self.user = server.db_user or ""
+        self._password = server.db_password.get_secret_value() if server.db_password else ""
+
+    @property
+    def where(self) -> str:
+        return f"user {self.user!r} at {self.host}:{self.port}"
+
+    def _sanitise(self, text: str) -> str:
+        return text.replace(self._password, "********") if self._password else text
+
+    @contextmanager
+    def connect(self, database: str | None = None) -> Iterator[pymysql.connections.Connection]:
+        try:
+            conn = pymysql.connect(
+                host=self.host,
+                port=self.port,
+                user=self.user,
+                password=self._password,
+                database=database,
+                connect_timeout=10,
+                autocommit=True,
+                charset="utf8mb4",
+            )
+        except pymysql.err.OperationalError as e:
+            code = e.args[0] if e.args else 0
+            if code in _UNREACHABLE:
+                raise DbConnectionError(
+                    f"cannot reach the database server of {self.server.name} at {self.host}:{self.port}"
+                ) from None
+            if code == 1045:
+                raise DbError(
+                    f"the database server of {self.server.name} refused {self.where} (access denied): "
+                    "check db_user / db_password"
+                ) from None
+            raise DbError(f"cannot connect as {self.where}: {self._sanitise(str(e.args[-1]))}") from None
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def execute(self, conn: pymysql.connections.Connection, sql: str, args: Any = None) -> list[tuple]:
+        if args is not None and not isinstance(args, tuple | list | dict):
+            args = (args,)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, args)
+                return list(cur.fetchall())
+        except pymysql.err.MySQLError as e:
+            statement = sql.split(" IDENTIFIED ")[0]
+            raise DbError(
+                f"{statement[:120]!s} failed on {self.host}:{self.port}: {self._sanitise(str(e.args[-1]))}"
+            ) from None
+
+    def version(self) -> str:
+        with self.connect() as conn:
+            return str(self.execute(conn, "SELECT VERSION()")[0][0])
+
+    def seen_as(self, conn: pymysql.connections.Connection) -> str:
+        """The host this server sees our connection coming from (the host part of USER())."""
+        return str(self.execute(conn, "SELECT USER()")[0][0]).rpartition("@")[2]
+
+    def database_exists(self, conn: pymysql.connections.Connection, name: str) -> bool:
+        rows = self.execute(
+            conn, "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", name
+        )
+        return bool(rows)
+
+    def verify(self) -> dict[str, Any]:
+        """Prove the admin credentials can create a database and grant/revoke a user; clean up after."""
+        token = secrets.token_hex(4)
+        db, user = f"aegir_verify_{token}", f"aegir_verify_{token}"
+        with self.connect() as conn:
+            version = str(self.execute(conn, "SELECT VERSION()")[0][0])
+            host = self.seen_as(conn)
+            try:
+                self.execute(conn, f"CREATE DATABASE {quote_ident(db)}")
+                if not self.database_exists(conn, db):
+                    raise DbError(f"CREATE DATABASE {db} reported success but the database does not exist")
+                self.execute(
+                    conn,
+                    f"CREATE USER {quote_ident(user)}@{quote_host(host)} IDENTIFIED BY %s",
+                    random_password(),
+                )
+                self.execute(
+                    conn,
+                    f"GRANT ALL PRIVILEGES ON {quote_ident(db)}.* TO {quote_ident(user)}@{quote_host(host)}",
+                )
+                self.execute(
+                    conn,
+                    f"REVOKE ALL PRIVILEGES ON {quote_ident(db)}.* FROM {quote_ident(user)}@{quote_host(host)}",
+                )
+            finally:
+                self.execute(conn, f"DROP USER IF EXISTS {quote_ident(user)}@{quote_host(host)}")
+                self.execute(conn, f"DROP DATABASE IF EXISTS {quote_ident(db)}")
+        return {
+            "db_version": version,
+            "db_can_create_database": True,
+            "db_can_grant": True,
+            "db_seen_as": host,
+        }

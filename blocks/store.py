@@ -1,0 +1,136 @@
+"""ContextStore on the Prefect API: reads over REST (httpx), writes through the Block types.
+
+Reads never import Prefect, so ``aegir show``/``list`` stay fast. The API URL comes from
+``PREFECT_API_URL`` or the active Prefect profile, exactly where ``prefect`` itself looks.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from aegir.contexts import MODELS, ContextBase, build, slugify
+from aegir.errors import AegirError, StoreUnavailable
+
+TYPE_SLUGS = {"server": "aegir-server", "platform": "aegir-platform", "site": "aegir-site"}
+_BY_SLUG = {v: k for k, v in TYPE_SLUGS.items()}
+START_HINT = "start the local one with `aegir server start`, or set PREFECT_API_URL"
+
+
+def prefect_home() -> Path:
+    return Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+
+
+def configured_api_url() -> str | None:
+    """PREFECT_API_URL from the environment, else from the active profile in $PREFECT_HOME/profiles.toml."""
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"].rstrip("/")
+    path = prefect_home() / "profiles.toml"
+    try:
+        profiles = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    active = os.environ.get("PREFECT_PROFILE") or profiles.get("active", "ephemeral")
+    url = profiles.get("profiles", {}).get(active, {}).get("PREFECT_API_URL")
+    return url.rstrip("/") if url else None
+
+
+class BlockStore:
+    """Contexts as block documents of types aegir-server / aegir-platform / aegir-site."""
+
+    def __init__(self, api_url: str, timeout: float = 15.0) -> None:
+        self.api_url = api_url.rstrip("/")
+        auth = os.environ.get("PREFECT_API_AUTH_STRING")
+        self._http = httpx.Client(
+            base_url=self.api_url,
+            timeout=timeout,
+            auth=tuple(auth.split(":", 1)) if auth and ":" in auth else None,  # type: ignore[arg-type]
+        )
+
+    @classmethod
+    def from_environment(cls) -> BlockStore:
+        url = configured_api_url()
+        if url is None:
+            raise StoreUnavailable(f"no Prefect API is configured: {START_HINT}")
+        return cls(url)
+
+    @classmethod
+    def from_prefect(cls) -> BlockStore:
+        """Inside a flow run: the API the running Prefect client uses."""
+        from prefect.settings import PREFECT_API_URL
+
+        url = PREFECT_API_URL.value()
+        if not url:
+            raise StoreUnavailable(f"no Prefect API is configured: {START_HINT}")
+        return cls(url)
+
+    # -- REST ------------------------------------------------------------------------------------------
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
+        try:
+            response = self._http.post(path, json=body)
+        except httpx.HTTPError as e:
+            raise StoreUnavailable(
+                f"the Prefect API at {self.api_url} is not reachable ({e}): {START_HINT}"
+            ) from None
+        if response.status_code >= 400:
+            raise AegirError(f"Prefect API error {response.status_code} on {path}: {response.text[:300]}")
+        return response.json()
+
+    def _documents(self, names: list[str] | None, types: list[str]) -> list[dict[str, Any]]:
+        body: dict[str, Any] = {
+            "block_types": {"slug": {"any_": [TYPE_SLUGS[t] for t in types]}},
+            "block_documents": {"is_anonymous": {"eq_": False}},
+            "include_secrets": True,
+            "limit": 200,
+            "offset": 0,
+        }
+        if names is not None:
+            body["block_documents"]["name"] = {"any_": names}
+        docs: list[dict[str, Any]] = []
+        while True:
+            page = self._post("/block_documents/filter", body)
+            docs.extend(page)
+            if len(page) < body["limit"]:
+                return docs
+            body["offset"] += body["limit"]
+
+    @staticmethod
+    def _to_context(doc: dict[str, Any]) -> ContextBase:
+        ctype = _BY_SLUG[doc["block_type"]["slug"]]
+        return build(MODELS[ctype], doc["data"])
+
+    # -- ContextStore -----------------------------------------------------------------------------------
+    def find(self, name: str) -> ContextBase | None:
+        docs = self._documents([slugify(name)], list(TYPE_SLUGS))
+        return self._to_context(docs[0]) if docs else None
+
+    def list(self, context_type: str | None = None) -> list[ContextBase]:
+        types = [context_type] if context_type else list(TYPE_SLUGS)
+        return [self._to_context(d) for d in self._documents(None, types)]
+
+    def put(self, context: ContextBase) -> None:
+        from blocks.types import as_block
+
+        as_block(context).save(context.slug, overwrite=True)
+
+    def remove(self, context: ContextBase) -> None:
+        for doc in self._documents([context.slug], [context.context_type]):
+            try:
+                response = self._http.delete(f"/block_documents/{doc['id']}")
+            except httpx.HTTPError as e:
+                raise StoreUnavailable(f"the Prefect API at {self.api_url} is not reachable ({e})") from None
+            if response.status_code not in (200, 204, 404):
+                raise AegirError(f"Prefect API error {response.status_code} deleting {context.name}")
+
+    def ping(self) -> bool:
+        try:
+            return self._http.get("/health", timeout=3).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def close(self) -> None:
+        self._http.close()

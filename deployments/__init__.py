@@ -1,0 +1,1 @@
+"""How Aegir Flows runs: the local Prefect server, serve/worker entry points, schedules."""

@@ -1,0 +1,1 @@
+"""Prefect flows: one module per Aegir task, each reading like that task's numbered steps."""

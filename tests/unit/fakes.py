@@ -1,0 +1,73 @@
+"""In-memory stand-ins for unit tests (no Prefect, no services)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aegir.contexts import ContextBase, slugify
+
+
+class MemoryStore:
+    """The ``ContextStore`` protocol over a dict keyed by slug, as the Prefect block store keys by block name.
+
+    Contexts are copied in and out (as blocks are serialised), and every ``put``/``remove`` is recorded in
+    ``writes`` so a test can assert that a refused operation changed nothing.
+    """
+
+    def __init__(self, *contexts: ContextBase) -> None:
+        self.data: dict[str, ContextBase] = {}
+        self.writes: list[tuple[str, str]] = []
+        for ctx in contexts:
+            self.data[ctx.slug] = ctx.model_copy(deep=True)
+
+    # -- ContextStore ---------------------------------------------------------------------------------------
+    def find(self, name: str) -> ContextBase | None:
+        ctx = self.data.get(slugify(name))
+        return None if ctx is None else ctx.model_copy(deep=True)
+
+    def list(self, context_type: str | None = None) -> list[ContextBase]:
+        return [
+            ctx.model_copy(deep=True)
+            for ctx in self.data.values()
+            if context_type is None or ctx.context_type == context_type
+        ]
+
+    def put(self, context: ContextBase) -> None:
+        self.writes.append(("put", context.name))
+        self.data[context.slug] = context.model_copy(deep=True)
+
+    def remove(self, context: ContextBase) -> None:
+        self.writes.append(("remove", context.name))
+        self.data.pop(context.slug, None)
+
+    # -- test helpers ---------------------------------------------------------------------------------------
+    def add(self, *contexts: ContextBase) -> MemoryStore:
+        """Seed contexts without recording writes."""
+        for ctx in contexts:
+            self.data[ctx.slug] = ctx.model_copy(deep=True)
+        return self
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """Everything stored, secrets revealed, for before/after comparisons."""
+        out = {}
+        for slug, ctx in self.data.items():
+            dump = ctx.model_dump()
+            for field in ctx.secrets:
+                value = getattr(ctx, field)
+                dump[field] = None if value is None else value.get_secret_value()
+            out[slug] = {"type": ctx.context_type, **dump}
+        return out
+
+
+def raises_input(fn: Any, field: str, *fragments: str) -> Any:
+    """Call ``fn``; assert it raises an InputError naming ``field`` whose message has every fragment."""
+    from aegir.errors import InputError
+
+    try:
+        fn()
+    except InputError as e:
+        assert e.field == field, f"expected an error on {field!r}, got {e.field!r}: {e}"
+        for fragment in fragments:
+            assert fragment in e.message, f"{fragment!r} not in {e.message!r}"
+        return e
+    raise AssertionError(f"expected InputError on {field!r}, nothing raised")
