@@ -383,7 +383,9 @@ class SSHTransport:
         for t in threads[2:]:
             t.join(5)
         chan.close()
-        if code == -1 and not transport.is_active():
+        if code == -1 and not chan.eof_received:
+            # no exit status and no EOF: the channel vanished with the connection (a command killed by a signal
+            # gets an orderly EOF + close from sshd, and -1 here as paramiko ignores "exit-signal")
             raise self._dropped(f"running {shlex.join(shown)}")
         if feed_errors:
             raise TransportError(
@@ -442,7 +444,7 @@ class SSHTransport:
 
     def _gid(self, group: str) -> int:
         if group not in self._gids:
-            res = self.run(["getent", "group", group], check=False)
+            res = self.run(["getent", "group", "--", group], check=False)
             fields = res.text.strip().split(":")
             if res.exit_code != 0 or len(fields) < 3 or not fields[2].isdigit():
                 raise TransportError(f"group {group!r} does not exist on {self._where}", host=self.host)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -136,6 +137,7 @@ def test_unreachable_is_a_transient_connection_error(sshd):
         t.run(["true"])
     assert ei.value.transient
     assert f"cannot reach 127.0.0.1:{port}" in str(ei.value)
+    assert str(ei.value).startswith("[127.0.0.1] ") and ei.value.host == "127.0.0.1"
     with pytest.raises(TransportConnectionError):
         t.write_file("/tmp/x", "x")
 
@@ -154,6 +156,26 @@ def test_wrong_client_key_is_an_authentication_error(sshd, tmp_path):
     assert f"{sshd.user}@{sshd.host}:{sshd.port}" in str(ei.value)
     assert not ei.value.transient
     assert not _leaks(ei.value, wrong)
+
+
+def test_no_key_at_all_is_an_authentication_error(sshd, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ssh/id_* keys
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)  # no agent
+    t = SSHTransport(sshd.host, port=sshd.port, user=sshd.user, host_key=sshd.host_public_key)
+    with pytest.raises(AuthenticationError, match=f"{sshd.user}@{sshd.host}:{sshd.port}") as ei:
+        t.run(["true"])
+    assert not ei.value.transient
+
+
+def test_concurrent_use_of_one_transport(ssh_transport, tmp_path):
+    (tmp_path / "f").write_text("content")
+
+    def work(i: int) -> tuple[str, bytes]:
+        return ssh_transport.run(["echo", str(i)]).text, ssh_transport.read_file(str(tmp_path / "f"))
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(work, range(16)))
+    assert results == [(f"{i}\n", b"content") for i in range(16)]
 
 
 def test_private_key_never_in_errors(sshd, tmp_path):

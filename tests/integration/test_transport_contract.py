@@ -161,6 +161,15 @@ def test_check_false_returns_code(transport):
     assert res.text == "out\n"
 
 
+def test_command_killed_by_a_signal_is_a_failure_not_a_connection_error(transport):
+    res = transport.run(["sh", "-c", "kill -9 $$"], check=False)
+    assert res.exit_code != 0
+    with pytest.raises(TransportError) as ei:
+        transport.run(["sh", "-c", "kill -9 $$"])
+    assert not ei.value.transient
+    assert transport.run(["echo", "still fine"]).text == "still fine\n"
+
+
 def test_command_not_found_raises(transport):
     with pytest.raises(TransportError):
         transport.run(["aegir-no-such-command-xyz"], check=False)

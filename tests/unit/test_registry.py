@@ -151,9 +151,19 @@ def test_list_coercion(store):
 
 @pytest.mark.parametrize(
     ("raw", "value"),
-    [("yes", True), ("true", True), ("1", True), ("ON", True), ("no", False), ("False", False), ("0", False),
-     ("off", False), (True, True), (False, False)],
-)  # fmt: skip
+    [
+        ("yes", True),
+        ("true", True),
+        ("1", True),
+        ("ON", True),
+        ("no", False),
+        ("False", False),
+        ("0", False),
+        ("off", False),
+        (True, True),
+        (False, False),
+    ],
+)
 def test_bool_coercion(store, raw, value):
     registry.save(store, "@server_master", None, {"db_grant_all_hosts": raw})
     assert store.find("@server_master").db_grant_all_hosts is value
@@ -220,15 +230,21 @@ def test_managed_fields_refused(store, name, field):
 
 
 def test_managed_fields_allowed_for_tasks(store):
-    registry.save(store, "@example.com", None, {"status": "installed", "db_password": SITE_DB_PASSWORD},
-                  allow_managed=True)  # fmt: skip
+    registry.save(
+        store, "@example.com", None, {"status": "installed", "db_password": SITE_DB_PASSWORD}, allow_managed=True
+    )
     site = store.find("@example.com")
     assert site.status == "installed" and site.db_password.get_secret_value() == SITE_DB_PASSWORD
 
 
 def test_new_context_needs_a_type():
     store = MemoryStore()
-    refused(store, lambda: registry.save(store, "@server_x", None, {}), "context_type", "--context_type=server|platform|site")
+    refused(
+        store,
+        lambda: registry.save(store, "@server_x", None, {}),
+        "context_type",
+        "--context_type=server|platform|site",
+    )
 
 
 def test_unknown_context_type():
@@ -256,7 +272,11 @@ def test_slug_clash_refused():
     registry.save(store, "@ex-ample.org", "server", {})
     store.writes.clear()
     e = refused(
-        store, lambda: registry.save(store, "@ex.ample-org", "server", {}), "name", "share the block name", "ex-ample-org"
+        store,
+        lambda: registry.save(store, "@ex.ample-org", "server", {}),
+        "name",
+        "share the block name",
+        "ex-ample-org",
     )
     assert "@ex-ample.org" in e.message
     # also across types, and for an update without a type
@@ -314,7 +334,9 @@ def test_platform_relative_root_refused():
 
 
 def test_an_invalid_value_refuses_the_whole_save(store):
-    refused(store, lambda: registry.save(store, "@server_master", None, {"http_port": "8080", "db_port": "0"}), "db_port")
+    refused(
+        store, lambda: registry.save(store, "@server_master", None, {"http_port": "8080", "db_port": "0"}), "db_port"
+    )
     assert store.find("@server_master").http_port == 80
 
 
@@ -358,7 +380,9 @@ def test_platform_web_server_needs_http_service(store):
 
 def test_platform_default_web_server_must_exist():
     store = MemoryStore()
-    refused(store, lambda: registry.save(store, "@platform_x", "platform", {"root": "/x"}), "web_server", "@server_master")
+    refused(
+        store, lambda: registry.save(store, "@platform_x", "platform", {"root": "/x"}), "web_server", "@server_master"
+    )
 
 
 def test_reference_by_a_slug_twin_is_not_the_referenced_context(store):
@@ -392,20 +416,26 @@ def test_site_platform_must_be_a_platform(store):
 def test_site_db_server_checks(store):
     refused(
         store,
-        lambda: registry.save(store, "@new.example.com", "site", {"platform": "@platform_d10", "db_server": "@server_bare"}),
+        lambda: registry.save(
+            store, "@new.example.com", "site", {"platform": "@platform_d10", "db_server": "@server_bare"}
+        ),
         "db_server",
         "@server_bare has no db service",
         "db_service_type=null",
     )
     refused(
         store,
-        lambda: registry.save(store, "@new.example.com", "site", {"platform": "@platform_d10", "db_server": "@server_x"}),
+        lambda: registry.save(
+            store, "@new.example.com", "site", {"platform": "@platform_d10", "db_server": "@server_x"}
+        ),
         "db_server",
         "does not exist",
     )
     refused(
         store,
-        lambda: registry.save(store, "@new.example.com", "site", {"platform": "@platform_d10", "db_server": "@platform_d10"}),
+        lambda: registry.save(
+            store, "@new.example.com", "site", {"platform": "@platform_d10", "db_server": "@platform_d10"}
+        ),
         "db_server",
         "is a platform, not a server",
     )
@@ -421,13 +451,15 @@ def test_moving_a_site_to_a_missing_platform_refused(store):
     reason="BUG aegir/registry.py save: updating a server does not check the contexts that use it",
 )
 @pytest.mark.parametrize(
-    ("props", "user"),
-    [({"http_service_type": "null"}, "@platform_d10"),
-     ({"db_service_type": "null", "db_user": "null", "db_password": "null"}, "@example.com")],
-)  # fmt: skip
-def test_update_that_breaks_users_refused(store, props, user):
-    e = refused(store, lambda: registry.save(store, "@server_master", None, props), "http_service_type"
-                if "http_service_type" in props else "db_service_type")  # fmt: skip
+    ("props", "field", "user"),
+    [
+        ({"http_service_type": "null"}, "http_service_type", "@platform_d10"),
+        ({"db_service_type": "null", "db_user": "null", "db_password": "null"}, "db_service_type", "@example.com"),
+    ],
+)
+def test_update_that_breaks_users_refused(store, props, field, user):
+    """Turning off a service that a platform or site relies on must be refused like deleting the server."""
+    e = refused(store, lambda: registry.save(store, "@server_master", None, props), field)
     assert user in e.message
 
 
@@ -557,8 +589,9 @@ def test_public_view_unset_secrets_are_none(store):
 
 
 def test_public_view_masks_site_db_password(store):
-    registry.save(store, "@example.com", None, {"db_password": SITE_DB_PASSWORD, "db_user": "examplecom"},
-                  allow_managed=True)  # fmt: skip
+    registry.save(
+        store, "@example.com", None, {"db_password": SITE_DB_PASSWORD, "db_user": "examplecom"}, allow_managed=True
+    )
     view = registry.public_view(store.find("@example.com"))
     assert view["db_password"] == "********" and view["db_user"] == "examplecom"
     assert SITE_DB_PASSWORD not in json.dumps(view)
