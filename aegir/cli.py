@@ -70,7 +70,9 @@ def _read_secret(prop: str, source: str, value: str | None) -> str:
         text = sys.stdin.read()
     else:
         text = getpass.getpass(f"{prop}: ")
-    return text if prop == "ssh_private_key" else text.rstrip("\r\n")
+    if prop == "ssh_private_key":
+        return text
+    return text.removesuffix("\n").removesuffix("\r")
 
 
 def parse_properties(args: list[str]) -> dict[str, Any]:
@@ -83,10 +85,13 @@ def parse_properties(args: list[str]) -> dict[str, Any]:
         if not token.startswith("--") or len(token) < 3:
             raise InputError(token, "expected --property=value")
         key, eq, value = token[2:].partition("=")
+        takes_value = not key.endswith(("-stdin", "-prompt"))
         if not eq:
             value = None
-            if i + 1 < len(args) and not args[i + 1].startswith("--"):
+            if takes_value and i + 1 < len(args) and not args[i + 1].startswith("--"):
                 value, i = args[i + 1], i + 1
+        elif not takes_value:
+            raise InputError(key, "takes no value")
         i += 1
         source = next((s for s in SECRET_SOURCES if key.endswith(s)), None)
         if source is not None:

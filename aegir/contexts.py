@@ -58,7 +58,7 @@ PATH_RULE = (
 # --------------------------------------------------------------------------------------------------------
 def normalise_name(name: str) -> str:
     """``example.com`` or ``@example.com`` → ``@example.com``; refuses anything that is not a valid name."""
-    bare = name.strip().lstrip("@")
+    bare = name.strip().lstrip("@").lower()
     if not _NAME_RE.match(bare):
         raise InputError(
             "name",
@@ -102,12 +102,14 @@ def check_path(value: str) -> str:
 
 def check_command(value: str) -> str:
     try:
-        argv = shlex.split(value)
+        lexer = shlex.shlex(value, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        tokens = list(lexer)
     except ValueError as e:
         raise ValueError(f"must be a command line (split like a shell would, no pipes); {e}") from None
-    if not argv:
+    if not tokens:
         raise ValueError("must not be empty")
-    if any(tok in ("|", ";", "&&", "||", ">", "<", "&") for tok in argv):
+    if any(tok and set(tok) <= set("|;&<>()") for tok in tokens):
         raise ValueError(
             "must be one command with its arguments: pipes, ';', '&&' and redirections are not run"
         )
@@ -233,8 +235,7 @@ class ServerContext(ContextBase):
         host, sep, port = v.rpartition(":")
         if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
             raise ValueError(f"must be a socket path (/run/php/php-fpm.sock) or host:port; got {v!r}")
-        check_hostname(host)
-        return v
+        return f"{check_hostname(host)}:{port}"
 
     @field_validator("db_user", "ssh_user")
     @classmethod

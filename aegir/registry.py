@@ -20,6 +20,7 @@ from .contexts import (
     build,
     normalise_name,
     property_names,
+    settable_properties,
     slugify,
 )
 from .errors import InputError, NotFoundError
@@ -111,7 +112,8 @@ def save(
     data: dict[str, Any] = existing.model_dump() if existing is not None else {}
     for field, raw in properties.items():
         if field not in known:
-            raise InputError(field, f"unknown property for a {ctype}; known: {', '.join(sorted(known))}")
+            settable = ", ".join(sorted(settable_properties(model)))
+            raise InputError(field, f"unknown property for a {ctype}; known: {settable}")
         if field in model.managed and not allow_managed:
             raise InputError(field, f"is managed by Aegir Flows tasks and cannot be set with save ({ctype})")
         if raw == RESET:
@@ -121,6 +123,8 @@ def save(
     data["name"] = name
     ctx = build(model, data)
     check_references(store, ctx)
+    if existing is not None:
+        check_users(store, ctx)
     store.put(ctx)
     return ctx
 
@@ -136,6 +140,21 @@ def check_references(store: ContextStore, ctx: ContextBase) -> None:
         db = _ref(store, ctx, "db_server", ServerContext)
         if db.db_service_type == "null":
             raise InputError("db_server", f"{db.name} has no db service (db_service_type=null)")
+
+
+def check_users(store: ContextStore, ctx: ContextBase) -> None:
+    """An updated server must still offer the services its platforms and sites use."""
+    if not isinstance(ctx, ServerContext):
+        return
+    needs = {"web_server": ("http_service_type", "http"), "db_server": ("db_service_type", "db")}
+    for other in store.list():
+        if isinstance(other, SiteContext) and other.status == "deleted":
+            continue
+        for field, (service_field, service) in needs.items():
+            if getattr(other, field, None) == ctx.name and getattr(ctx, service_field) == "null":
+                raise InputError(
+                    service_field, f"{other.name} uses {ctx.name} as its {field}: it needs the {service} service"
+                )
 
 
 def _ref(store: ContextStore, ctx: ContextBase, field: str, expected: type[ContextBase]) -> Any:

@@ -102,9 +102,7 @@ class LocalTransport:
                     cwd=cwd,
                 )
             except OSError as e:
-                raise TransportError(
-                    f"cannot start command: {e.strerror}", command=shown, host=self.host
-                ) from None
+                raise TransportError(f"cannot start command: {e.strerror}", command=shown, host=self.host) from None
         finally:
             for fd in fds:
                 os.close(fd)
@@ -127,9 +125,7 @@ class LocalTransport:
             proc.wait()
             for t in threads:
                 t.join()
-            raise TransportError(
-                f"command timed out after {timeout} s", command=shown, host=self.host
-            ) from None
+            raise TransportError(f"command timed out after {timeout} s", command=shown, host=self.host) from None
         for t in threads:
             t.join()
         result = CommandResult(shown, code, bytes(out.buf), bytes(err.buf))
