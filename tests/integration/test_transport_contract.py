@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 
-from aegir.transport import LocalTransport, SecretFile, TransportError
+from aegir.transport import LocalTransport, SecretFile, Transport, TransportError
 from aegir.transport.base import REDACTED
 
 pytestmark = pytest.mark.integration
@@ -66,6 +66,11 @@ def _process_alive(marker: str) -> bool:
 
 
 # -- run --------------------------------------------------------------------------------------------------
+def test_implements_the_protocol(transport):
+    assert isinstance(transport, Transport)
+    assert transport.host
+
+
 def test_argv_arrives_verbatim(transport, tmp_path):
     pwned = tmp_path / "pwned"
     args = [

@@ -426,9 +426,9 @@ def run_apache(php_fpm_socket: str) -> Iterator[WebServer]:
 # -- fixtures -----------------------------------------------------------------------------------------------
 def _require(binary: str) -> None:
     if not os.access(binary, os.X_OK):
-        pytest.skip(f"{binary} is not installed")
+        pytest.fail(f"{binary} is not installed: run scripts/setup.sh (installs nginx-light, apache2, php-fpm)")
     if os.geteuid() != 0:
-        pytest.skip("the web server fixtures run their masters as root (workers as www-data)")
+        pytest.fail("the web server fixtures run their masters as root (workers as www-data): run the tests as root")
 
 
 @pytest.fixture(scope="session")
