@@ -24,9 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-server_app = typer.Typer(
-    help="The local Prefect server that stores contexts and runs tasks.", no_args_is_help=True
-)
+server_app = typer.Typer(help="The local Prefect server that stores contexts and runs tasks.", no_args_is_help=True)
 app.add_typer(server_app, name="server")
 
 SECRET_PROPERTIES = ("db_password", "ssh_private_key")
@@ -36,9 +34,7 @@ SECRET_SOURCES = ("-file", "-stdin", "-prompt")
 def fail(error: AegirError | str, code: int = 1) -> NoReturn:
     if isinstance(error, AegirError):
         code = error.exit_code
-    typer.echo(
-        "aegir: " + " | ".join(line.strip() for line in str(error).splitlines() if line.strip()), err=True
-    )
+    typer.echo("aegir: " + " | ".join(line.strip() for line in str(error).splitlines() if line.strip()), err=True)
     raise typer.Exit(code)
 
 
@@ -97,9 +93,7 @@ def parse_properties(args: list[str]) -> dict[str, Any]:
         if source is not None:
             prop = key[: -len(source)]
             if prop not in SECRET_PROPERTIES:
-                raise InputError(
-                    key, f"{source} is only for secret properties ({', '.join(SECRET_PROPERTIES)})"
-                )
+                raise InputError(key, f"{source} is only for secret properties ({', '.join(SECRET_PROPERTIES)})")
             props[prop] = _read_secret(prop, source, value)
             continue
         if value is None:
@@ -246,9 +240,7 @@ def verify(name: str = typer.Argument(..., help="Context to verify, e.g. @server
     def run() -> None:
         ctx = registry.load(_store(), name)
         if ctx.context_type != "server":
-            raise AegirError(
-                f"verify of a {ctx.context_type} is not available yet (servers only in this release)"
-            )
+            raise AegirError(f"verify of a {ctx.context_type} is not available yet (servers only in this release)")
         result = run_task_flow("flows.verify_server:verify_server", server=normalise_name(name))
         typer.echo(
             f"Verified {result['name']}: http={result['http_service_type']} ({result.get('http_version') or '-'})"

@@ -45,12 +45,8 @@ _HOST_KEY_TYPES = (
 )
 _LANG_RE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})?$")
 
-HOSTNAME_RULE = (
-    "a hostname: lowercase letters, digits, dashes and dots (e.g. example.com), at most 253 characters"
-)
-PATH_RULE = (
-    "an absolute path (starting with /) of letters, digits and . _ @ + / - (no '..', spaces or quotes)"
-)
+HOSTNAME_RULE = "a hostname: lowercase letters, digits, dashes and dots (e.g. example.com), at most 253 characters"
+PATH_RULE = "an absolute path (starting with /) of letters, digits and . _ @ + / - (no '..', spaces or quotes)"
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -110,9 +106,7 @@ def check_command(value: str) -> str:
     if not tokens:
         raise ValueError("must not be empty")
     if any(tok and set(tok) <= set("|;&<>()") for tok in tokens):
-        raise ValueError(
-            "must be one command with its arguments: pipes, ';', '&&' and redirections are not run"
-        )
+        raise ValueError("must be one command with its arguments: pipes, ';', '&&' and redirections are not run")
     return value.strip()
 
 
@@ -351,9 +345,7 @@ class PlatformContext(ContextBase):
     @classmethod
     def _git(cls, v: str | None) -> str | None:
         if v is not None and not re.match(r"^(https?://|ssh://|git@|file://|/)[A-Za-z0-9._~:/@+-]+$", v):
-            raise ValueError(
-                f"must be a git URL (https://, ssh://, git@host:path, file:// or /path); got {v!r}"
-            )
+            raise ValueError(f"must be a git URL (https://, ssh://, git@host:path, file:// or /path); got {v!r}")
         return v
 
     @field_validator("git_ref")
@@ -388,9 +380,7 @@ class SiteContext(ContextBase):
     client_email: str | None = Field(None, description="E-mail of the site's owner (admin account)")
     aliases: list[str] = Field(default_factory=list, description="Other domains served by this site")
     redirection: str | None = Field(None, description="Redirect aliases to this domain")
-    status: Literal["new", "installed", "disabled", "deleted", "failed"] = Field(
-        "new", description="Site status"
-    )
+    status: Literal["new", "installed", "disabled", "deleted", "failed"] = Field("new", description="Site status")
     db_name: str | None = Field(None, description="The site's database (set by install)")
     db_user: str | None = Field(None, description="The site's database user (set by install)")
     db_password: SecretStr | None = Field(None, description="The site's database password (set by install)")

@@ -98,9 +98,7 @@ def save(
             f"{slugify(name)!r}; choose another name",
         )
     if existing is not None and context_type and existing.context_type != context_type:
-        raise InputError(
-            "context_type", f"{name} is a {existing.context_type}; it cannot become a {context_type}"
-        )
+        raise InputError("context_type", f"{name} is a {existing.context_type}; it cannot become a {context_type}")
     ctype = existing.context_type if existing is not None else context_type
     if ctype is None:
         raise InputError("context_type", "new contexts need --context_type=server|platform|site")
@@ -182,9 +180,7 @@ def delete(store: ContextStore, name: str) -> ContextBase:
     ctx = load(store, name)
     users = users_of(store, ctx)
     if users:
-        raise InputError(
-            "delete", f"{ctx.name} is still used by {', '.join(users)}; delete or move those first"
-        )
+        raise InputError("delete", f"{ctx.name} is still used by {', '.join(users)}; delete or move those first")
     store.remove(ctx)
     return ctx
 

@@ -73,9 +73,7 @@ class BlockStore:
         try:
             response = self._http.post(path, json=body)
         except httpx.HTTPError as e:
-            raise StoreUnavailable(
-                f"the Prefect API at {self.api_url} is not reachable ({e}): {START_HINT}"
-            ) from None
+            raise StoreUnavailable(f"the Prefect API at {self.api_url} is not reachable ({e}): {START_HINT}") from None
         if response.status_code >= 400:
             raise AegirError(f"Prefect API error {response.status_code} on {path}: {response.text[:300]}")
         return response.json()

@@ -84,6 +84,7 @@ def start(port: int = 4200) -> str:
             raise AegirError(f"the Prefect server exited during start-up; see {_log_file()}")
         if _healthy(api_url):
             _set_profile_url(api_url)
+            _register_block_types(api_url)
             return f"Prefect server running at {api_url} (UI http://127.0.0.1:{port}, log {_log_file()})"
         time.sleep(0.5)
     raise AegirError(f"the Prefect server did not answer within {STARTUP_TIMEOUT:.0f} s; see {_log_file()}")
@@ -97,6 +98,16 @@ def _set_profile_url(api_url: str) -> None:
         check=True,
         stdout=subprocess.DEVNULL,
     )
+
+
+def _register_block_types(api_url: str) -> None:
+    """So the UI can create servers, platforms and sites before any was saved from the CLI."""
+    env = {**os.environ, "PREFECT_API_URL": api_url}
+    result = subprocess.run(
+        [_prefect_exe(), "block", "register", "-m", "blocks.types"], env=env, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise AegirError(f"registering the aegir block types failed: {result.stdout[-300:]}{result.stderr[-300:]}")
 
 
 def stop() -> str:

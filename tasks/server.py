@@ -67,9 +67,7 @@ def verify_http_service(name: str, detected: dict[str, Any]) -> dict[str, Any]:
     if server.http_service_type == "null":
         get_run_logger().info("http service: null, skipped")
         return {}
-    server = server.model_copy(
-        update={k: v for k, v in detected.items() if k in ("web_group", "php_fpm_socket")}
-    )
+    server = server.model_copy(update={k: v for k, v in detected.items() if k in ("web_group", "php_fpm_socket")})
     transport = transport_for(server)
     try:
         facts = http_service_for(server).verify_server(transport)

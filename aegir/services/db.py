@@ -118,9 +118,7 @@ class MysqlService:
         return str(self.execute(conn, "SELECT USER()")[0][0]).rpartition("@")[2]
 
     def database_exists(self, conn: pymysql.connections.Connection, name: str) -> bool:
-        rows = self.execute(
-            conn, "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", name
-        )
+        rows = self.execute(conn, "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", name)
         return bool(rows)
 
     def verify(self) -> dict[str, Any]:

@@ -24,7 +24,7 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
 def refused(result: subprocess.CompletedProcess[str], field: str, code: int = 2) -> str:
     """A clear one-line error naming the field, with a non-zero exit."""
     assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
-    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("aegir:") and not ln.startswith("aegir: warning:")]
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("aegir:") and "aegir: warning:" not in ln]
     assert len(lines) == 1 and field in lines[0], result.stderr
     return lines[0]
 

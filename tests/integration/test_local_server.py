@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import tomllib
+from pathlib import Path
 
 import pytest
 
 from tests.integration.helpers import aegir
 
 pytestmark = pytest.mark.integration
+
+PREFECT = str(Path(sys.executable).with_name("prefect"))
 
 
 def free_port() -> int:
@@ -36,6 +41,9 @@ def test_start_status_stop_with_a_fresh_prefect_home(tmp_path):
         active = profiles.get("active", "ephemeral")
         assert profiles["profiles"][active]["PREFECT_API_URL"] == f"http://127.0.0.1:{port}/api"
         assert aegir(env, "server", "status").returncode == 0
+        # the block types are registered, so the UI can create contexts before any was saved
+        types = subprocess.run([PREFECT, "block", "type", "ls"], env=env, capture_output=True, text=True, timeout=120)
+        assert "aegir-server" in types.stdout and "aegir-site" in types.stdout, types.stdout + types.stderr
         # the CLI now finds the API through the profile alone
         saved = aegir(env, "save", "@server_local", "--context_type=server")
         assert saved.returncode == 0, saved.stderr

@@ -25,11 +25,13 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectAPI
 
     storage = tmp_path_factory.mktemp("prefect-results")
     home = tmp_path_factory.mktemp("prefect-home")
-    with temporary_settings({PREFECT_RESULTS_LOCAL_STORAGE_PATH: storage}):
-        with prefect_test_harness(server_startup_timeout=120):
-            url = str(PREFECT_API_URL.value())
-            env = {**os.environ, "PREFECT_API_URL": url, "PREFECT_HOME": str(home), "AEGIR_TASK_RETRY_DELAYS": "0,0"}
-            yield PrefectAPI(url=url, home=home, env=env)
+    with (
+        temporary_settings({PREFECT_RESULTS_LOCAL_STORAGE_PATH: storage}),
+        prefect_test_harness(server_startup_timeout=120),
+    ):
+        url = str(PREFECT_API_URL.value())
+        env = {**os.environ, "PREFECT_API_URL": url, "PREFECT_HOME": str(home), "AEGIR_TASK_RETRY_DELAYS": "0,0"}
+        yield PrefectAPI(url=url, home=home, env=env)
 
 
 @pytest.fixture

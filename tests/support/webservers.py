@@ -205,6 +205,41 @@ class WebServer:
             time.sleep(0.05)
 
 
+def _serve(
+    kind: str,
+    base: list[str],
+    reload_args: list[str],
+    proc: _Process,
+    port: int,
+    tmp: Path,
+    aegir_root: Path,
+    conf: Path,
+    php_fpm_socket: str,
+) -> Iterator[WebServer]:
+    """Config-test, start, yield and always stop one private web server instance."""
+    try:
+        check = subprocess.run([*base, "-t"], capture_output=True, text=True)
+        if check.returncode != 0:
+            raise RuntimeError(f"{kind} fixture config does not pass its config test:\n{check.stderr}")
+        proc.start(lambda: _tcp_ready(port))
+        yield WebServer(
+            kind=kind,
+            port=port,
+            tmp=tmp,
+            aegir_root=str(aegir_root),
+            conf_path=str(conf),
+            config_test_cmd=shlex.join([*base, "-t"]),
+            restart_cmd=shlex.join([*base, *reload_args]),
+            php_fpm_socket=php_fpm_socket,
+            error_log=tmp / "error.log",
+            process=proc,
+        )
+    finally:
+        proc.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(aegir_root, ignore_errors=True)
+
+
 # -- php-fpm ------------------------------------------------------------------------------------------------
 PHP_FPM_CONF = """\
 [global]
@@ -295,27 +330,7 @@ def run_nginx(php_fpm_socket: str) -> Iterator[WebServer]:
     conf.write_text(NGINX_CONF.format(tmp=tmp, aegir_root=aegir_root, port=port, user=WEB_USER))
     base = [NGINX, "-c", str(conf), "-p", str(tmp)]
     proc = _Process("nginx", [*base, "-e", str(tmp / "error.log")], tmp, [tmp / "error.log"], signal.SIGQUIT)
-    try:
-        check = subprocess.run([*base, "-t"], capture_output=True, text=True)
-        if check.returncode != 0:
-            raise RuntimeError(f"nginx fixture config does not pass nginx -t:\n{check.stderr}")
-        proc.start(lambda: _tcp_ready(port))
-        yield WebServer(
-            kind="nginx",
-            port=port,
-            tmp=tmp,
-            aegir_root=str(aegir_root),
-            conf_path=str(conf),
-            config_test_cmd=shlex.join([*base, "-t"]),
-            restart_cmd=shlex.join([*base, "-s", "reload"]),
-            php_fpm_socket=php_fpm_socket,
-            error_log=tmp / "error.log",
-            process=proc,
-        )
-    finally:
-        proc.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(aegir_root, ignore_errors=True)
+    yield from _serve("nginx", base, ["-s", "reload"], proc, port, tmp, aegir_root, conf, php_fpm_socket)
 
 
 # -- apache -------------------------------------------------------------------------------------------------
@@ -400,27 +415,7 @@ def run_apache(php_fpm_socket: str) -> Iterator[WebServer]:
     conf.write_text(APACHE_CONF.format(tmp=tmp, aegir_root=aegir_root, port=port, user=WEB_USER, load_modules=load))
     base = [APACHE, "-f", str(conf)]
     proc = _Process("apache2", [*base, "-DFOREGROUND"], tmp, [tmp / "error.log"], signal.SIGTERM)
-    try:
-        check = subprocess.run([*base, "-t"], capture_output=True, text=True)
-        if check.returncode != 0:
-            raise RuntimeError(f"apache fixture config does not pass apache2 -t:\n{check.stderr}")
-        proc.start(lambda: _tcp_ready(port))
-        yield WebServer(
-            kind="apache",
-            port=port,
-            tmp=tmp,
-            aegir_root=str(aegir_root),
-            conf_path=str(conf),
-            config_test_cmd=shlex.join([*base, "-t"]),
-            restart_cmd=shlex.join([*base, "-k", "graceful"]),
-            php_fpm_socket=php_fpm_socket,
-            error_log=tmp / "error.log",
-            process=proc,
-        )
-    finally:
-        proc.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(aegir_root, ignore_errors=True)
+    yield from _serve("apache", base, ["-k", "graceful"], proc, port, tmp, aegir_root, conf, php_fpm_socket)
 
 
 # -- fixtures -----------------------------------------------------------------------------------------------
