@@ -77,15 +77,8 @@ def main() -> None:
                 a.append(timed(ours, env))
                 b.append(timed(raw, env))
             ma, mb = statistics.median(a), statistics.median(b)
-            rows.append(
-                (
-                    label,
-                    " ".join(Path(ours[0]).name for _ in [0]) + " " + " ".join(ours[1:]),
-                    " ".join([Path(raw[0]).name, *raw[1:2]]),
-                    ma,
-                    mb,
-                )
-            )
+            shown_raw = "python -c <one-task flow>" if raw[1] == "-c" else " ".join([Path(raw[0]).name, *raw[1:]])
+            rows.append((label, " ".join([Path(ours[0]).name, *ours[1:]]), shown_raw, ma, mb))
             print(f"{label:42s} aegir {ma:6.2f} s   raw {mb:6.2f} s   ratio {ma / mb:5.2f}")
     finally:
         subprocess.run([AEGIR, "server", "stop"], env=env, capture_output=True)
