@@ -128,8 +128,9 @@ def save(
             typer.echo(f"Deleted {removed.context_type} {removed.name}")
             return
         props = parse_properties(ctx.args)
-        existed = _store().find(name) is not None
-        saved = registry.save(_store(), name, context_type, props)
+        store = _store()
+        existed = store.find(name) is not None
+        saved = registry.save(store, name, context_type, props)
         typer.echo(
             f"{'Updated' if existed else 'Created'} {saved.context_type} {saved.name} (block {_block_ref(saved)})"
         )
