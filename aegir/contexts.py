@@ -390,10 +390,8 @@ class SiteContext(ContextBase):
     @model_validator(mode="before")
     @classmethod
     def _default_uri(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("name"):
-            data = {**data, "name": str(data["name"]).lower()}
-            if not data.get("uri"):
-                data["uri"] = data["name"].lstrip("@")
+        if isinstance(data, dict) and data.get("name") and not data.get("uri"):
+            data = {**data, "uri": str(data["name"]).lstrip("@")}
         return data
 
     @field_validator("uri", "redirection")

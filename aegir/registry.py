@@ -6,7 +6,7 @@ tests), so these rules are tested without any server.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 from pydantic import SecretStr
@@ -145,9 +145,7 @@ def check_users(store: ContextStore, ctx: ContextBase) -> None:
     if not isinstance(ctx, ServerContext):
         return
     needs = {"web_server": ("http_service_type", "http"), "db_server": ("db_service_type", "db")}
-    for other in store.list():
-        if isinstance(other, SiteContext) and other.status == "deleted":
-            continue
+    for other in _live(store):
         for field, (service_field, service) in needs.items():
             if getattr(other, field, None) == ctx.name and getattr(ctx, service_field) == "null":
                 raise InputError(
@@ -167,13 +165,12 @@ def _ref(store: ContextStore, ctx: ContextBase, field: str, expected: type[Conte
 
 def users_of(store: ContextStore, ctx: ContextBase) -> list[str]:
     """Contexts that reference ``ctx`` (a deleted site keeps no claim on its platform or servers)."""
-    users = []
-    for other in store.list():
-        if isinstance(other, SiteContext) and other.status == "deleted":
-            continue
-        if any(getattr(other, f) == ctx.name for f in other.references):
-            users.append(other.name)
-    return sorted(users)
+    return sorted(o.name for o in _live(store) if any(getattr(o, f) == ctx.name for f in o.references))
+
+
+def _live(store: ContextStore) -> Iterator[ContextBase]:
+    """Every context that can hold a claim on others: all but deleted sites."""
+    return (c for c in store.list() if not (isinstance(c, SiteContext) and c.status == "deleted"))
 
 
 def delete(store: ContextStore, name: str) -> ContextBase:
