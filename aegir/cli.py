@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 import typer
 
 from aegir import registry
-from aegir.contexts import ContextBase, normalise_name
+from aegir.contexts import ContextBase
 from aegir.errors import AegirError, InputError, StoreUnavailable
 
 app = typer.Typer(
@@ -234,19 +234,99 @@ def run_task_flow(flow_ref: str, **params: Any) -> Any:
     return result
 
 
+VERIFY_FLOWS = {
+    "server": ("flows.verify_server:verify_server", "server"),
+    "platform": ("flows.verify_platform:verify_platform", "platform"),
+    "site": ("flows.verify_site:verify_site", "site"),
+}
+
+
 @app.command()
-def verify(name: str = typer.Argument(..., help="Context to verify, e.g. @server_master")) -> None:
-    """Verify a context (servers: directories, db and http services)."""
+def verify(name: str = typer.Argument(..., help="Context to verify: @server_x, @platform_x or @example.com")) -> None:
+    """Verify a context: a server (directories, db and http services), a platform (build if missing, scan
+    Drupal, web server config) or a site (settings, vhost, HTTP check, packages)."""
 
     def run() -> None:
         ctx = registry.load(_store(), name)
-        if ctx.context_type != "server":
-            raise AegirError(f"verify of a {ctx.context_type} is not available yet (servers only in this release)")
-        result = run_task_flow("flows.verify_server:verify_server", server=normalise_name(name))
-        typer.echo(
-            f"Verified {result['name']}: http={result['http_service_type']} ({result.get('http_version') or '-'})"
-            f", db={result['db_service_type']} ({result.get('db_version') or '-'})"
+        flow_ref, param = VERIFY_FLOWS[ctx.context_type]
+        result = run_task_flow(flow_ref, **{param: ctx.name})
+        if ctx.context_type == "server":
+            typer.echo(
+                f"Verified {result['name']}: http={result['http_service_type']} ({result.get('http_version') or '-'})"
+                f", db={result['db_service_type']} ({result.get('db_version') or '-'})"
+            )
+        elif ctx.context_type == "platform":
+            typer.echo(f"Verified {result['name']}: Drupal {result['drupal_version']} at {result['docroot']}")
+        else:
+            typer.echo(f"Verified {result['name']}: {result['url']} ({result['status']})")
+
+    guarded(run)
+
+
+def _site_name(name: str) -> str:
+    return registry.load_site(_store(), name).name
+
+
+@app.command()
+def install(
+    name: str = typer.Argument(..., help="The site, e.g. @example.com (create it with aegir save first)"),
+    force_reinstall: bool = typer.Option(
+        False, "--force-reinstall", help="Replace an installed site (old database and files go only on success)"
+    ),
+) -> None:
+    """Install a site: database, files, drush site-install, vhost, HTTP check, login link, welcome e-mail."""
+
+    def run() -> None:
+        result = run_task_flow(
+            "flows.install_site:install_site", site=_site_name(name), force_reinstall=force_reinstall
         )
+        typer.echo(f"Installed {result['name']}: {result['url']}")
+        typer.echo(f"One-time login link: {result['login_link']}")
+
+    guarded(run)
+
+
+@app.command("login-reset")
+def login_reset(name: str = typer.Argument(..., help="The site, e.g. @example.com")) -> None:
+    """Print a fresh one-time login link for the site's administrator."""
+
+    def run() -> None:
+        link = run_task_flow("flows.login_reset:login_reset", site=_site_name(name))
+        typer.echo(link)
+
+    guarded(run)
+
+
+@app.command("mail-server")
+def mail_server(
+    host: str = typer.Option(..., "--host", help="SMTP server host"),
+    port: int = typer.Option(25, "--port", help="SMTP port"),
+    security: str = typer.Option("none", "--security", help="none, starttls or ssl"),
+    username: str | None = typer.Option(None, "--username", help="SMTP user"),
+    password_file: Path | None = typer.Option(None, "--password-file", help="File holding the SMTP password"),
+    from_address: str = typer.Option("aegir@localhost", "--from", help="Sender address"),
+) -> None:
+    """Configure the SMTP server Aegir sends e-mail through (block aegir-mail-server/default)."""
+
+    def run() -> None:
+        from aegir.contexts import build
+        from aegir.mail import DEFAULT_NAME, MailServer
+
+        fields: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "security": security,
+            "username": username,
+            "from_address": from_address,
+        }
+        if password_file is not None:
+            fields["password"] = _read_secret("password", "-file", str(password_file))
+        settings = build(MailServer, fields)  # type: ignore[arg-type]
+        _connect()
+        from blocks.types import AegirMailServer
+
+        AegirMailServer.model_validate(settings.model_dump()).save(DEFAULT_NAME, overwrite=True)
+        typer.echo(f"Saved mail server {settings.host}:{settings.port} (block aegir-mail-server/{DEFAULT_NAME})")
 
     guarded(run)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from prefect.blocks.core import Block
 
 from aegir.contexts import ContextBase, PlatformContext, ServerContext, SiteContext
+from aegir.mail import MailServer
 
 
 class AegirServer(ServerContext, Block):
@@ -35,6 +36,14 @@ class AegirSite(SiteContext, Block):
     _description = "An Aegir site context (@example.com): one Drupal site, its database and backups."
 
 
+class AegirMailServer(MailServer, Block):
+    """The SMTP server Aegir sends e-mail through (welcome mails with login links, notifications)."""
+
+    _block_type_name = "Aegir Mail Server"
+    _block_type_slug = "aegir-mail-server"
+    _description = "SMTP server for Aegir's e-mail; Aegir uses the document named 'default'."
+
+
 BLOCK_TYPES: dict[str, type[Block]] = {"server": AegirServer, "platform": AegirPlatform, "site": AegirSite}
 
 
@@ -44,5 +53,5 @@ def as_block(ctx: ContextBase) -> Block:
 
 def register_all() -> None:
     """Register the three types so the UI can create them before any was saved."""
-    for cls in BLOCK_TYPES.values():
+    for cls in (*BLOCK_TYPES.values(), AegirMailServer):
         cls.register_type_and_schema()

@@ -1,21 +1,40 @@
 #!/usr/bin/env bash
-# Installs everything, then registers this machine as @server_master (local nginx + MariaDB) and verifies it.
+# The README demo, from a fresh machine: installs everything, registers this machine as @server_master
+# (nginx + php-fpm + MariaDB) and @server_apache (apache on port 8080), verifies them, then registers two
+# sample platforms (Drupal 7 and Drupal 10 shaped, from tests/fixtures — see below), installs one site on
+# each behind nginx and one behind apache, and prints their URLs and one-time login links.
+#
+# The sample platforms and their drush are TEST STAND-INS (tests/fixtures/drupal): small Drupal-shaped
+# codebases and a drush look-alike that keep real Drupal tables in MariaDB. With a real Drupal codebase
+# you only change --root (and --drush for a Drupal 7 platform: the path of drush 8).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 AEGIR=.venv/bin/aegir
 export AEGIR_ROOT="${AEGIR_ROOT:-/var/aegir}"
+STANDIN_DRUSH="$PWD/tests/fixtures/drupal/drush"
 
-# 1. The system nginx includes Aegir's server conf (what Aegir's Debian package does at install time).
+# 1. The system nginx includes Aegir's server conf (what Aegir's Debian package does at install time);
+#    php-fpm runs the sites' PHP.
 if [ ! -f /etc/nginx/conf.d/aegir.conf ]; then
   echo "include ${AEGIR_ROOT}/config/nginx*.conf;" > /etc/nginx/conf.d/aegir.conf
 fi
-if ! pgrep -x nginx >/dev/null; then
-  echo "demo: starting nginx"
-  /usr/sbin/nginx
-fi
+pgrep -x nginx >/dev/null || { echo "demo: starting nginx"; /usr/sbin/nginx; }
+FPM=$(ls /usr/sbin/php-fpm* | sort | tail -1)
+mkdir -p /run/php
+pgrep -f "php-fpm: master" >/dev/null || { echo "demo: starting $FPM"; "$FPM"; }
 
-# 2. A MariaDB admin account for Aegir (as Aegir's docs recommend), password kept in a 0600 file.
+# 2. The system apache on port 8080 (nginx has 80), including Aegir's apache conf.
+if ! grep -q "Aegir demo" /etc/apache2/ports.conf; then
+  sed -i 's/^Listen 80$/# Listen 80  (Aegir demo: nginx serves port 80)\nListen 8080/' /etc/apache2/ports.conf
+fi
+echo "IncludeOptional ${AEGIR_ROOT}/config/apache*.conf" > /etc/apache2/conf-available/aegir.conf
+a2enconf -q aegir >/dev/null
+a2enmod -q rewrite env proxy proxy_fcgi >/dev/null
+a2dissite -q 000-default >/dev/null 2>&1 || true
+pgrep -x apache2 >/dev/null || { echo "demo: starting apache2"; apache2ctl start; }
+
+# 3. A MariaDB admin account for Aegir (as Aegir's docs recommend), password kept in a 0600 file.
 PWFILE="$HOME/.aegir/db_admin_password"
 if [ ! -s "$PWFILE" ]; then
   mkdir -p "$(dirname "$PWFILE")" && (umask 077 && head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$PWFILE")
@@ -26,12 +45,50 @@ ALTER USER 'aegir_root'@'127.0.0.1' IDENTIFIED BY '$(cat "$PWFILE")';
 GRANT ALL PRIVILEGES ON *.* TO 'aegir_root'@'127.0.0.1' WITH GRANT OPTION;
 SQL
 
-# 3. The local Prefect server that stores contexts and runs tasks (UI on http://127.0.0.1:4200).
+# 4. The local Prefect server that stores contexts and runs tasks (UI on http://127.0.0.1:4200), and a
+#    mail sink for the welcome e-mails (messages land in $AEGIR_ROOT/demo-mail/new/).
 $AEGIR server status >/dev/null 2>&1 || $AEGIR server start
+if ! pgrep -f "aiosmtpd.*127.0.0.1:8025" >/dev/null; then
+  mkdir -p "$AEGIR_ROOT/demo-mail"
+  nohup .venv/bin/python -m aiosmtpd -n -l 127.0.0.1:8025 -c aiosmtpd.handlers.Mailbox "$AEGIR_ROOT/demo-mail" \
+    >/dev/null 2>&1 &
+fi
+$AEGIR mail-server --host=127.0.0.1 --port=8025 --from=aegir@localhost
 
-# 4. Register and verify @server_master.
+# 5. Servers.
 $AEGIR save @server_master --context_type=server --http_service_type=nginx --db_service_type=mysql \
   --db_host=127.0.0.1 --db_user=aegir_root --db_password-file="$PWFILE"
 $AEGIR verify @server_master
-$AEGIR show @server_master
-.venv/bin/prefect block ls
+$AEGIR save @server_apache --context_type=server --http_service_type=apache --http_port=8080
+$AEGIR verify @server_apache
+
+# 6. Platforms (sample codebases; a real one is just --root=/path/to/drupal).
+for kind in d7 d10; do
+  [ -d "$AEGIR_ROOT/platforms/sample-$kind" ] || \
+    .venv/bin/python -m tests.fixtures.drupal.make_platforms "$kind" "$AEGIR_ROOT/platforms/sample-$kind" >/dev/null
+done
+[ -d "$AEGIR_ROOT/platforms/sample-d7-apache" ] || \
+  .venv/bin/python -m tests.fixtures.drupal.make_platforms d7 "$AEGIR_ROOT/platforms/sample-d7-apache" >/dev/null
+$AEGIR save @platform_sample_d7 --context_type=platform --root="$AEGIR_ROOT/platforms/sample-d7" \
+  --drush="$STANDIN_DRUSH"
+$AEGIR save @platform_sample_d10 --context_type=platform --root="$AEGIR_ROOT/platforms/sample-d10"
+$AEGIR save @platform_sample_d7_apache --context_type=platform --root="$AEGIR_ROOT/platforms/sample-d7-apache" \
+  --web_server=@server_apache --drush="$STANDIN_DRUSH"
+for p in @platform_sample_d7 @platform_sample_d10 @platform_sample_d7_apache; do $AEGIR verify "$p"; done
+
+# 7. Sites: save, install (or verify when already installed), show what answers.
+install_site() {  # uri platform port
+  $AEGIR save "@$1" --context_type=site --platform="$2" --client_email="owner@$1"
+  if $AEGIR show "@$1" --json | grep -q '"status": "installed"'; then
+    $AEGIR verify "@$1"
+    $AEGIR login-reset "@$1"
+  else
+    $AEGIR install "@$1"
+  fi
+  echo "demo: curl -H 'Host: $1' http://127.0.0.1:$3/ ->" \
+    "$(curl -s -H "Host: $1" "http://127.0.0.1:$3/" | grep -o '<title>[^<]*</title>')"
+}
+install_site d7.demo.test @platform_sample_d7 80
+install_site d10.demo.test @platform_sample_d10 80
+install_site apache.demo.test @platform_sample_d7_apache 8080
+echo "demo: welcome e-mails: $(ls "$AEGIR_ROOT/demo-mail/new" 2>/dev/null | wc -l) in $AEGIR_ROOT/demo-mail/new/"

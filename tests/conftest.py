@@ -5,4 +5,10 @@ import os
 # transient-fault retries keep their count but not their delays in tests (set before tasks are imported)
 os.environ.setdefault("AEGIR_TASK_RETRY_DELAYS", "0,0")
 
-pytest_plugins = ["tests.support.prefect_api", "tests.support.sshd", "tests.support.webservers"]
+pytest_plugins = [
+    "tests.support.prefect_api",
+    "tests.support.sshd",
+    "tests.support.webservers",
+    "tests.support.mariadb",
+    "tests.support.smtp",
+]

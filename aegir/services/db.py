@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import secrets
 import string
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -154,3 +154,82 @@ class MysqlService:
             "db_can_grant": True,
             "db_seen_as": host,
         }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# site databases (aegir-backend.md §2.6): name from the uri, a user per site, grants, scoped destroy
+# ---------------------------------------------------------------------------------------------------------
+DB_NAME_LENGTH = 16  # Aegir's limit (MySQL < 5.7 user names); the user is named like the database
+
+
+def db_name_base(uri: str) -> str:
+    """Aegir's rule: the uri without a leading ``www.``, dots and dashes removed, first 16 characters."""
+    bare = uri.lower().removeprefix("www.")
+    return re.sub(r"[^a-z0-9_]", "", bare)[:DB_NAME_LENGTH] or "site"
+
+
+def db_name_candidates(uri: str) -> Iterator[str]:
+    """``examplecom``, then ``examplecom_0`` … ``examplecom_99`` (shortened to stay within 16)."""
+    base = re.sub(r"[^a-z0-9_]", "", uri.lower().removeprefix("www.")) or "site"
+    yield base[:DB_NAME_LENGTH]
+    for i in range(100):
+        suffix = f"_{i}"
+        yield base[: DB_NAME_LENGTH - len(suffix)] + suffix
+
+
+class SiteDatabases:
+    """Create and destroy per-site databases and users on one db server (admin connection)."""
+
+    def __init__(self, service: MysqlService) -> None:
+        self.service = service
+
+    def user_hosts(self, conn: pymysql.connections.Connection, user: str) -> list[str]:
+        rows = self.service.execute(conn, "SELECT Host FROM mysql.user WHERE User = %s", user)
+        return sorted(str(r[0]) for r in rows)
+
+    def free_name(self, conn: pymysql.connections.Connection, uri: str) -> str:
+        """The first candidate that is neither a database nor a user on this server."""
+        for name in db_name_candidates(uri):
+            if not self.service.database_exists(conn, name) and not self.user_hosts(conn, name):
+                return name
+        raise DbError(f"no free database name for {uri} on {self.service.server.name} (tried 101 names)")
+
+    def grant_hosts(self, conn: pymysql.connections.Connection, extra: Iterable[str] = ()) -> list[str]:
+        """Hosts the site user may connect from: '%' when the server grants all hosts, else the host the
+        db server sees us as, 127.0.0.1 and localhost, plus ``extra`` (e.g. a remote web server as seen)."""
+        if self.service.server.db_grant_all_hosts:
+            return ["%"]
+        hosts = [self.service.seen_as(conn), "127.0.0.1", "localhost", *extra]
+        return list(dict.fromkeys(h for h in hosts if h))
+
+    def create(self, name: str, user: str, password: str, hosts: Iterable[str]) -> None:
+        """CREATE DATABASE, then the user at each host with ALL PRIVILEGES on exactly that database.
+        Refuses when the database or the user already exists (never adopts someone else's)."""
+        db, who = quote_ident(name), quote_ident(user)
+        with self.service.connect() as conn:
+            if self.service.database_exists(conn, name):
+                raise DbError(f"database {name} already exists on {self.service.server.name}: not reusing it")
+            if self.user_hosts(conn, user):
+                raise DbError(f"database user {user} already exists on {self.service.server.name}: not reusing it")
+            self.service.execute(conn, f"CREATE DATABASE {db} CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci")
+            for host in hosts:
+                self.service.execute(conn, f"CREATE USER {who}@{quote_host(host)} IDENTIFIED BY %s", password)
+                self.service.execute(conn, f"GRANT ALL PRIVILEGES ON {db}.* TO {who}@{quote_host(host)}")
+
+    def destroy(self, name: str | None, user: str | None) -> list[str]:
+        """Drop exactly this database and this user (every host it has). Missing parts are fine.
+        Returns what was removed, for the log."""
+        removed: list[str] = []
+        with self.service.connect() as conn:
+            if name and self.service.database_exists(conn, name):
+                self.service.execute(conn, f"DROP DATABASE {quote_ident(name)}")
+                removed.append(f"database {name}")
+            if user:
+                for host in self.user_hosts(conn, user):
+                    self.service.execute(conn, f"DROP USER {quote_ident(user)}@{quote_host(host)}")
+                    removed.append(f"user {user}@{host}")
+        return removed
+
+    def exists(self, name: str) -> bool:
+        with self.service.connect() as conn:
+            return self.service.database_exists(conn, name)

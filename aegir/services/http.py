@@ -25,6 +25,15 @@ import re
 import shlex
 from typing import Any
 
+from aegir.services.vhost import (
+    PLATFORM_CONF_MODE,
+    VHOST_MODE,
+    SiteVhost,
+    check_abs_path,
+    check_platform_name,
+    vhost_template,
+    vhost_variables,
+)
 from aegir.templating import render
 from aegir.transport import CommandResult, Transport, TransportError
 
@@ -215,6 +224,53 @@ class HttpService:
             host=transport.host,
         )
 
+    # -- site vhosts and platform configs ----------------------------------------------------------------
+    has_platform_conf: bool = False
+    """Only Apache has a per-platform config (as Aegir): ``<Directory>`` permissions and Drupal's rules."""
+
+    def render_vhost(self, site: SiteVhost) -> str:
+        """The site's vhost: enabled (with redirects when ``site.redirection``) or disabled."""
+        return render(vhost_template(self.app, site), **vhost_variables(site))
+
+    def write_vhost(self, transport: Transport, site: SiteVhost) -> bool:
+        """Write ``vhost.d/<uri>`` (mode 0600: it holds the database credentials) through :meth:`write_config`.
+        Returns False when unchanged; the caller reloads."""
+        return self.write_config(transport, self.vhost_path(site.uri), self.render_vhost(site), mode=VHOST_MODE)
+
+    def remove_vhost(self, transport: Transport, uri: str) -> bool:
+        """Remove ``vhost.d/<uri>`` through :meth:`remove_config`. Returns False when there was none."""
+        return self.remove_config(transport, self.vhost_path(uri), mode=VHOST_MODE)
+
+    def platform_conf_path(self, platform_name: str) -> str:
+        """``platform.d/<name without @>.conf``."""
+        return posixpath.join(self.dir_path("platform.d"), f"{check_platform_name(platform_name)}.conf")
+
+    def render_platform_conf(self, platform_name: str, docroot: str) -> str:
+        """The platform config ("" when this web server has none)."""
+        if not self.has_platform_conf:
+            return ""
+        return render(
+            f"{self.app}/platform.conf.j2",
+            platform=check_platform_name(platform_name),
+            docroot=check_abs_path("docroot", docroot),
+        )
+
+    def write_platform_conf(self, transport: Transport, platform_name: str, docroot: str) -> bool:
+        """Write the platform config through :meth:`write_config`; False when unchanged or not applicable."""
+        if not self.has_platform_conf:
+            return False
+        return self.write_config(
+            transport,
+            self.platform_conf_path(platform_name),
+            self.render_platform_conf(platform_name, docroot),
+            mode=PLATFORM_CONF_MODE,
+        )
+
+    def remove_platform_conf(self, transport: Transport, platform_name: str) -> bool:
+        if not self.has_platform_conf:
+            return False
+        return self.remove_config(transport, self.platform_conf_path(platform_name), mode=PLATFORM_CONF_MODE)
+
     def _readlink(self, transport: Transport, path: str) -> str | None:
         if not transport.exists(path):
             return None
@@ -302,6 +358,7 @@ class ApacheService(HttpService):
     version_binaries = ("apache2", "httpd", "apache2ctl", "apachectl")
     # Where distributions keep module files (Debian, RHEL 64-bit, others); used for guarded LoadModule lines.
     module_dirs = ("/usr/lib/apache2/modules", "/usr/lib64/httpd/modules", "/usr/lib/httpd/modules")
+    has_platform_conf = True
 
     def _default_restart_argv(self, transport: Transport | None) -> list[str]:
         return list(self.default_restart)
@@ -349,6 +406,15 @@ class NullHttpService(HttpService):
 
     def version(self, transport: Transport) -> str | None:
         return None
+
+    def render_vhost(self, site: SiteVhost) -> str:
+        return ""
+
+    def write_vhost(self, transport: Transport, site: SiteVhost) -> bool:
+        return False
+
+    def remove_vhost(self, transport: Transport, uri: str) -> bool:
+        return False
 
 
 _SERVICES: dict[str, type[HttpService]] = {

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from aegir.contexts import ServerContext
 
 from .base import Transport
@@ -21,3 +24,13 @@ def transport_for(server: ServerContext) -> Transport:
         private_key=server.ssh_private_key.get_secret_value() if server.ssh_private_key else None,
         host_key=server.ssh_host_key,
     )
+
+
+@contextmanager
+def connected(server: ServerContext) -> Iterator[Transport]:
+    """A transport to ``server`` that is closed afterwards."""
+    transport = transport_for(server)
+    try:
+        yield transport
+    finally:
+        transport.close()

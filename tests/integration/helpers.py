@@ -32,3 +32,11 @@ def flow_run(api_url: str, flow_run_id: Any) -> dict[str, Any]:
     response = httpx.get(f"{api_url}/flow_runs/{flow_run_id}", timeout=10)
     response.raise_for_status()
     return response.json()
+
+
+def task_runs(api_url: str, flow_run_id: Any) -> list[dict[str, Any]]:
+    """The flow run's task runs, oldest first."""
+    body = {"flow_runs": {"id": {"any_": [str(flow_run_id)]}}, "sort": "EXPECTED_START_TIME_ASC", "limit": 200}
+    response = httpx.post(f"{api_url}/task_runs/filter", json=body, timeout=10)
+    response.raise_for_status()
+    return response.json()

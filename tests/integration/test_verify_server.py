@@ -6,9 +6,7 @@ import os
 import secrets
 import stat
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pymysql
 import pytest
@@ -17,25 +15,6 @@ from aegir import registry
 from tests.integration.helpers import flow_run, flow_run_logs, unique
 
 pytestmark = pytest.mark.integration
-
-MARIADB = {"db_service_type": "mysql", "db_host": "127.0.0.1", "db_port": 3306}
-
-
-@pytest.fixture(scope="module")
-def db_admin() -> Iterator[dict[str, Any]]:
-    """A real MariaDB admin account with a password, so tests can prove the password never leaks."""
-    user, password = f"aegir_adm_{secrets.token_hex(3)}", "S3cret-" + secrets.token_hex(8)
-    root = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", autocommit=True)
-    with root.cursor() as cur:
-        cur.execute(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY %s", (password,))
-        cur.execute(f"CREATE USER '{user}'@'localhost' IDENTIFIED BY %s", (password,))
-        for host in ("127.0.0.1", "localhost"):
-            cur.execute(f"GRANT ALL PRIVILEGES ON *.* TO '{user}'@'{host}' WITH GRANT OPTION")
-    yield {**MARIADB, "db_user": user, "db_password": password}
-    with root.cursor() as cur:
-        for host in ("127.0.0.1", "localhost"):
-            cur.execute(f"DROP USER IF EXISTS '{user}'@'{host}'")
-    root.close()
 
 
 def run_verify(name: str):

@@ -1,0 +1,126 @@
+"""A site's files on its platform: directories with Aegir's modes, settings.php, the CLI credentials file,
+the hash salt and the platform's sites.php alias map. Everything goes through a Transport.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import secrets
+from collections.abc import Sequence
+from urllib.parse import unquote
+
+from aegir.drupal.settings import (
+    CREDENTIALS_FILE,
+    CREDENTIALS_MODE,
+    SALT_FILE,
+    SETTINGS_MODE,
+    render_credentials,
+    render_settings,
+)
+from aegir.services.vhost import DbParams
+from aegir.transport import Transport
+
+# aegir-backend.md §7.1: (relative path, mode, chgrp to the web group)
+SITE_DIRECTORIES: tuple[tuple[str, int, bool], ...] = (
+    ("", 0o755, False),
+    ("themes", 0o2775, False),
+    ("modules", 0o2775, False),
+    ("libraries", 0o2775, False),
+    ("files", 0o2770, True),
+    *((f"files/{d}", 0o2770, True) for d in ("tmp", "images", "pictures", "css", "js", "styles")),
+    ("private", 0o2770, True),
+    *((f"private/{d}", 0o2770, True) for d in ("files", "temp", "config", "config/sync")),
+)
+LOCAL_SETTINGS = "local.settings.php"
+SITES_PHP = "sites.php"
+_SITES_LINE = re.compile(r"^\$sites\['([^']+)'\]\s*=\s*'([^']+)';\s*$")
+
+
+def site_path(docroot: str, uri: str) -> str:
+    return posixpath.join(docroot, "sites", uri)
+
+
+def create_directories(transport: Transport, path: str, web_group: str | None) -> None:
+    """Create (or fix) the site directory tree with Aegir's modes; idempotent."""
+    for rel, mode, chgrp in SITE_DIRECTORIES:
+        transport.makedirs(posixpath.join(path, rel) if rel else path, mode=mode, group=web_group if chgrp else None)
+
+
+def ensure_salt(transport: Transport, path: str, web_group: str | None) -> bool:
+    """The hash salt is generated once and kept: one-time links and sessions survive every verify."""
+    salt = posixpath.join(path, SALT_FILE)
+    if transport.exists(salt):
+        return False
+    transport.write_file(salt, secrets.token_urlsafe(48) + "\n", mode=0o440, group=web_group)
+    return True
+
+
+def write_settings(
+    transport: Transport,
+    path: str,
+    *,
+    major: int,
+    uri: str,
+    profile: str,
+    aliases: Sequence[str],
+    include_path: str,
+    db: DbParams,
+    web_group: str | None,
+    site_enabled: bool = True,
+) -> None:
+    """settings.php (0440, group web: readable by PHP, credentials cloaked) and the credentials file that
+    only the user running drush can read; a blank local.settings.php if missing."""
+    transport.write_file(posixpath.join(path, CREDENTIALS_FILE), render_credentials(db), mode=CREDENTIALS_MODE)
+    text = render_settings(
+        major, uri=uri, profile=profile, aliases=list(aliases), include_path=include_path, site_enabled=site_enabled
+    )
+    transport.write_file(posixpath.join(path, "settings.php"), text, mode=SETTINGS_MODE, group=web_group)
+    local = posixpath.join(path, LOCAL_SETTINGS)
+    if not transport.exists(local):
+        transport.write_file(local, "<?php # local settings.php\n", mode=0o440, group=web_group)
+
+
+def read_credentials(transport: Transport, path: str) -> DbParams | None:
+    """The database parameters a site dir's credentials file holds (None when there is none)."""
+    file = posixpath.join(path, CREDENTIALS_FILE)
+    if not transport.exists(file):
+        return None
+    values = dict(re.findall(r"\$_SERVER\['(db_\w+)'\]\s*=\s*'([^']*)';", transport.read_file(file).decode()))
+    try:
+        return DbParams(
+            type=unquote(values["db_type"]),
+            name=unquote(values["db_name"]),
+            user=unquote(values["db_user"]),
+            password=unquote(values["db_passwd"]),
+            host=unquote(values["db_host"]),
+            port=int(unquote(values["db_port"])),
+        )
+    except (KeyError, ValueError):
+        return None
+
+
+def update_sites_php(transport: Transport, docroot: str, uri: str, aliases: Sequence[str]) -> bool:
+    """Map each alias to the site dir in ``sites/sites.php`` (Drupal 7+); other sites' lines are kept."""
+    path = posixpath.join(docroot, "sites", SITES_PHP)
+    current = transport.read_file(path).decode() if transport.exists(path) else ""
+    kept: list[str] = []
+    for line in current.splitlines():
+        m = _SITES_LINE.match(line)
+        if m and (m.group(2) == uri or m.group(1) in aliases):
+            continue
+        if line.strip() in ("<?php", "") and not kept:
+            continue
+        kept.append(line)
+    lines = ["<?php", *kept, *(f"$sites['{a}'] = '{uri}';" for a in aliases)]
+    text = "\n".join(lines) + "\n"
+    if text == current or (not current and not aliases):
+        return False
+    transport.write_file(path, text, mode=0o644)
+    return True
+
+
+def set_aside_path(path: str, stamp: str) -> str:
+    """Where a site dir is kept while it is being replaced (outside Drupal's host lookup: a dot prefix)."""
+    parent, name = posixpath.split(path)
+    return posixpath.join(parent, f".{name}.previous-{stamp}")

@@ -1,0 +1,30 @@
+"""verify-site: regenerate everything from the record and prove the site works (aegir-backend.md §3.2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from tasks import site as steps
+
+
+@flow(name="verify-site", flow_run_name="verify-site {site}")
+def verify_site(site: str) -> dict[str, Any]:
+    """Verify a site: settings.php, directory modes, vhost, reload, HTTP check, packages. Idempotent.
+
+    Args:
+        site: the site context name, e.g. @example.com
+    """
+    # 1. The site must be installed on a verified platform.
+    name = steps.load_site(site)
+    # 2. settings.php, credentials file, hash salt, directory modes, aliases — from the record.
+    steps.write_site_files(name)
+    # 3. The vhost (config-tested), one reload.
+    steps.write_vhost(name)
+    # 4. The site answers through the web server (a disabled site answers as disabled).
+    if steps.site_env(name).site.status == "installed":
+        steps.probe_site(name)
+    # 5. Packages from the site's database; verified time.
+    steps.record_packages(name)
+    return steps.record_verified(name)

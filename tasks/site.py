@@ -1,0 +1,410 @@
+"""Sub-tasks of the site flows (install-site, verify-site, login-reset). Each takes the site's name and
+returns plain facts; secrets (the site's database password) are read from its block when needed, never
+passed between tasks or returned."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from prefect import get_run_logger, task
+from prefect.artifacts import create_link_artifact
+
+from aegir import registry
+from aegir.contexts import PlatformContext, ServerContext, SiteContext
+from aegir.drupal import site as site_files
+from aegir.drupal.drush import Drush, site_url
+from aegir.drupal.sitedb import site_packages
+from aegir.drupal.versions import drupal_major
+from aegir.errors import AegirError, InputError
+from aegir.mail import DEFAULT_NAME, welcome_message
+from aegir.services.db import MysqlService, SiteDatabases, random_password
+from aegir.services.http import http_service_for
+from aegir.services.vhost import DbParams, SiteVhost
+from aegir.transport import Transport
+from aegir.transport.factory import connected
+
+from .common import TRANSIENT_RETRIES, record, store
+
+PROBE_TIMEOUT = 20.0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the site and everything it references
+# ---------------------------------------------------------------------------------------------------------
+@dataclass
+class SiteEnv:
+    site: SiteContext
+    platform: PlatformContext
+    web: ServerContext
+    db: ServerContext
+
+    @property
+    def major(self) -> int:
+        if not self.platform.drupal_version:
+            raise InputError(
+                "platform", f"{self.platform.name} has not been verified: run aegir verify {self.platform.name}"
+            )
+        return drupal_major(self.platform.drupal_version)
+
+    @property
+    def docroot(self) -> str:
+        return self.platform.docroot or self.platform.root
+
+    @property
+    def site_path(self) -> str:
+        return site_files.site_path(self.docroot, self.site.uri)
+
+    @property
+    def url(self) -> str:
+        return site_url(self.site.uri, self.web.http_port)
+
+    def db_params(self) -> DbParams:
+        s = self.site
+        if not (s.db_name and s.db_user and s.db_password):
+            raise AegirError(f"{s.name} has no database recorded (install it first)")
+        return DbParams(
+            type="mysql",
+            name=s.db_name,
+            user=s.db_user,
+            password=s.db_password.get_secret_value(),
+            host=self.db.db_address,
+            port=self.db.db_port,
+        )
+
+    def vhost(self) -> SiteVhost:
+        return SiteVhost(
+            uri=self.site.uri,
+            docroot=self.docroot,
+            site_dir=f"sites/{self.site.uri}",
+            http_port=self.web.http_port,
+            aliases=tuple(self.site.aliases),
+            redirection=self.site.redirection,
+            enabled=self.site.status != "disabled",
+            db=self.db_params(),
+            php_fpm_socket=self.web.php_fpm_socket,
+            web_disable_url=self.web.web_disable_url,
+        )
+
+    def drush(self, transport: Transport) -> Drush:
+        vendor = f"{self.platform.root}/vendor/bin/drush"
+        executable = self.platform.drush or (vendor if transport.exists(vendor) else self.web.drush_path)
+        return Drush(transport, executable, self.docroot, self.url, self.major)
+
+    def databases(self) -> SiteDatabases:
+        return SiteDatabases(MysqlService(self.db))
+
+
+def site_env(name: str) -> SiteEnv:
+    s = store()
+    site = registry.load_site(s, name)
+    platform = registry.load_platform(s, site.platform)
+    return SiteEnv(
+        site, platform, registry.load_server(s, platform.web_server), registry.load_server(s, site.db_server)
+    )
+
+
+def _write_files(env: SiteEnv, transport: Transport) -> None:
+    group = env.web.web_group
+    site_files.create_directories(transport, env.site_path, group)
+    site_files.ensure_salt(transport, env.site_path, group)
+    site_files.write_settings(
+        transport,
+        env.site_path,
+        major=env.major,
+        uri=env.site.uri,
+        profile=env.site.profile,
+        aliases=env.site.aliases,
+        include_path=env.web.include_path,
+        db=env.db_params(),
+        web_group=group,
+    )
+    site_files.update_sites_php(transport, env.docroot, env.site.uri, env.site.aliases)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# install
+# ---------------------------------------------------------------------------------------------------------
+@task(name="validate-install")
+def validate_install(name: str, force_reinstall: bool) -> bool:
+    """Everything install needs, checked before anything is touched. Returns True for a reinstall."""
+    env = site_env(name)
+    site, platform = env.site, env.platform
+    if site.status in ("installed", "disabled") and not force_reinstall:
+        raise InputError(
+            "site", f"{site.name} is already installed; --force-reinstall replaces it (database and files)"
+        )
+    if platform.verified is None or not platform.profiles:
+        raise InputError("platform", f"{platform.name} has not been verified: run aegir verify {platform.name}")
+    if platform.status == "locked":
+        raise InputError("platform", f"{platform.name} is locked: no new sites can be installed on it")
+    if env.web.http_service_type == "null":
+        raise InputError("platform", f"{platform.name}: its web server {env.web.name} has no http service")
+    if env.db.db_service_type != "mysql":
+        raise InputError("db_server", f"{env.db.name} has no db service (db_service_type=mysql needed)")
+    profiles = {p["name"]: p for p in platform.profiles}
+    if site.profile not in profiles:
+        raise InputError(
+            "profile", f"{platform.name} offers no profile {site.profile!r}; it has: {', '.join(sorted(profiles))}"
+        )
+    languages = profiles[site.profile].get("languages") or ["en"]
+    if site.language not in languages:
+        raise InputError(
+            "language",
+            f"profile {site.profile} on {platform.name} offers no language {site.language!r}; "
+            f"it has: {', '.join(languages)}",
+        )
+    reinstall = site.status in ("installed", "disabled")
+    if not reinstall:
+        with connected(env.web) as transport:
+            if transport.exists(f"{env.site_path}/settings.php"):
+                raise InputError(
+                    "uri", f"{env.site_path} already holds a site that Aegir does not know: move it away first"
+                )
+    MysqlService(env.db).version()  # the db server answers with the admin credentials
+    return reinstall
+
+
+@task(name="set-aside-previous")
+def set_aside_previous(name: str) -> dict[str, Any]:
+    """Reinstall: keep the old site dir (moved aside) and the old database until the new site works."""
+    env = site_env(name)
+    aside = site_files.set_aside_path(env.site_path, datetime.now(UTC).strftime("%Y%m%d%H%M%S"))
+    with connected(env.web) as transport:
+        if transport.exists(env.site_path):
+            transport.run(["mv", "-T", "--", env.site_path, aside])
+        else:
+            aside = ""
+    return {"path": aside, "db_name": env.site.db_name, "db_user": env.site.db_user, "status": env.site.status}
+
+
+@task(name="restore-previous")
+def restore_previous(name: str, previous: dict[str, Any]) -> None:
+    """Undo of set-aside-previous: the old site dir and its database credentials back, status as before."""
+    env = site_env(name)
+    with connected(env.web) as transport:
+        if previous["path"]:
+            transport.remove_tree(env.site_path)
+            transport.run(["mv", "-T", "--", previous["path"], env.site_path])
+        creds = site_files.read_credentials(transport, env.site_path)
+    facts: dict[str, Any] = {"status": previous["status"]}
+    if creds is not None:
+        facts.update(db_name=creds.name, db_user=creds.user, db_password=creds.password)
+    env = SiteEnv(record(env.site, **facts), env.platform, env.web, env.db)  # type: ignore[arg-type]
+    with connected(env.web) as transport:
+        http = http_service_for(env.web)
+        http.write_vhost(transport, env.vhost())
+        http.reload(transport)
+
+
+@task(name="create-database", **TRANSIENT_RETRIES)
+def create_database(name: str) -> dict[str, str]:
+    """A new database and user (random password) with grants on exactly that database; recorded on the
+    site block first, so whatever happens next, the record names what exists."""
+    env = site_env(name)
+    databases = env.databases()
+    with databases.service.connect() as conn:
+        db_name = databases.free_name(conn, env.site.uri)
+        hosts = databases.grant_hosts(conn)
+    password = random_password()
+    record(env.site, db_name=db_name, db_user=db_name, db_password=password)
+    databases.create(db_name, db_name, password, hosts)
+    get_run_logger().info("database %s and user %s created on %s (hosts %s)", db_name, db_name, env.db.name, hosts)
+    return {"db_name": db_name, "db_user": db_name}
+
+
+@task(name="drop-database", **TRANSIENT_RETRIES)
+def drop_database(name: str, db_server: str, db_name: str, db_user: str) -> list[str]:
+    """Drop exactly the database and user given (never derived again from the uri)."""
+    server = registry.load_server(store(), db_server)
+    removed = SiteDatabases(MysqlService(server)).destroy(db_name, db_user)
+    site = registry.load_site(store(), name)
+    if site.db_name == db_name:
+        record(site, db_name=None, db_user=None, db_password=None)
+    get_run_logger().info("removed %s", ", ".join(removed) or "nothing (already gone)")
+    return removed
+
+
+@task(name="create-site-files", **TRANSIENT_RETRIES)
+def create_site_files(name: str) -> str:
+    """sites/<uri> with Aegir's modes, the hash salt, settings.php (cloaked), the CLI credentials file,
+    aliases in sites.php."""
+    env = site_env(name)
+    with connected(env.web) as transport:
+        _write_files(env, transport)
+    return env.site_path
+
+
+@task(name="remove-site-files")
+def remove_site_files(name: str, path: str) -> None:
+    env = site_env(name)
+    with connected(env.web) as transport:
+        transport.remove_tree(path)
+        site_files.update_sites_php(transport, env.docroot, env.site.uri, [])
+
+
+@task(name="drush-site-install")
+def drush_site_install(name: str) -> None:
+    """drush site-install (7) / site:install (8+) with the site's profile and language."""
+    env = site_env(name)
+    site = env.site
+    mail = site.client_email or env.web.admin_email or f"webmaster@{site.uri}"
+    with connected(env.web) as transport:
+        out = env.drush(transport).site_install(
+            site.profile, site_name=site.uri, site_mail=mail, account_mail=mail, locale=site.language
+        )
+    get_run_logger().info("drush: %s", " | ".join(line.strip() for line in out.splitlines() if line.strip()))
+
+
+@task(name="write-vhost", **TRANSIENT_RETRIES)
+def write_vhost(name: str) -> bool:
+    """The site's vhost (config-tested; the previous one is restored if the test fails), then one reload."""
+    env = site_env(name)
+    http = http_service_for(env.web)
+    with connected(env.web) as transport:
+        changed = http.write_vhost(transport, env.vhost())
+        http.reload(transport)
+    return changed
+
+
+@task(name="remove-vhost")
+def remove_vhost(name: str) -> None:
+    env = site_env(name)
+    http = http_service_for(env.web)
+    with connected(env.web) as transport:
+        if http.remove_vhost(transport, env.site.uri):
+            http.reload(transport)
+
+
+def probe_address(server: ServerContext) -> str:
+    return "127.0.0.1" if server.remote_host == "localhost" else server.remote_host
+
+
+@task(name="probe-site")
+def probe_site(name: str, expect_status: int = 200) -> dict[str, Any]:
+    """GET / through the real web server with the site's Host header: the site must answer with its name.
+    A reload is asynchronous, so old workers may answer for a moment: retried for up to 20 s."""
+    env = site_env(name)
+    url = f"http://{probe_address(env.web)}:{env.web.http_port}/"
+    deadline = time.monotonic() + PROBE_TIMEOUT
+    seen = "no answer"
+    with httpx.Client(trust_env=False, timeout=10.0, follow_redirects=False) as client:
+        while True:
+            try:
+                response = client.get(url, headers={"Host": env.site.uri})
+                seen = f"HTTP {response.status_code}"
+                if response.status_code == expect_status and (expect_status != 200 or env.site.uri in response.text):
+                    get_run_logger().info("%s answers %s through %s", env.site.uri, seen, url)
+                    return {"status": response.status_code, "bytes": len(response.content)}
+                if response.status_code == 200:
+                    seen += " without the site name"
+            except httpx.HTTPError as e:
+                seen = f"{type(e).__name__}: {e}"
+            if time.monotonic() > deadline:
+                raise AegirError(
+                    f"{env.site.uri} does not answer through {env.web.name} ({url}, Host: {env.site.uri}): "
+                    f"expected HTTP {expect_status}, got {seen}"
+                )
+            time.sleep(0.25)
+
+
+@task(name="record-packages", **TRANSIENT_RETRIES)
+def record_packages(name: str) -> int:
+    """The site's modules and themes from its database (status, schema version), versions from the platform."""
+    env = site_env(name)
+    service = MysqlService(env.db)
+    with service.connect(env.site.db_name) as conn:
+        packages = site_packages(lambda sql, *args: service.execute(conn, sql, args), env.major, env.platform.packages)
+    record(env.site, packages=packages)
+    enabled = sum(1 for p in packages if p["status"] == "enabled")
+    get_run_logger().info("%s: %d packages, %d enabled", env.site.uri, len(packages), enabled)
+    return enabled
+
+
+@task(name="login-link", **TRANSIENT_RETRIES)
+def login_link(name: str) -> str:
+    """A one-time login link for the site's admin (drush uli / user:login), shown as a link artifact."""
+    env = site_env(name)
+    with connected(env.web) as transport:
+        link = env.drush(transport).user_login()
+    create_link_artifact(
+        link=link,
+        link_text=f"One-time login for {env.site.uri} (valid 24 h, usable once)",
+        key=f"login-{env.site.slug}",
+        description=f"Administrator login link for {env.site.uri}",
+    )
+    return link
+
+
+@task(name="welcome-mail", **TRANSIENT_RETRIES)
+def welcome_mail(name: str, link: str) -> str:
+    """Mail the login link to the site's client_email through the configured mail server."""
+    env = site_env(name)
+    logger = get_run_logger()
+    if not env.site.client_email:
+        logger.info("no client_email on %s: no welcome e-mail", env.site.name)
+        return "skipped: no client_email"
+    from blocks.types import AegirMailServer
+
+    try:
+        server = AegirMailServer.load(DEFAULT_NAME)
+    except ValueError:
+        logger.warning(
+            "no mail server configured (aegir mail-server --host=…): welcome e-mail to %s not sent",
+            env.site.client_email,
+        )
+        return "skipped: no mail server"
+    server.send(welcome_message(uri=env.site.uri, to=env.site.client_email, login_link=link, site_url=env.url))
+    logger.info("welcome e-mail sent to %s", env.site.client_email)
+    return f"sent to {env.site.client_email}"
+
+
+@task(name="finish-install")
+def finish_install(name: str, previous: dict[str, Any] | None) -> dict[str, Any]:
+    """Status installed; on a reinstall, only now remove the previous site dir and database."""
+    env = site_env(name)
+    saved = record(env.site, status="installed", verified=datetime.now(UTC))
+    if previous:
+        if previous["db_name"] and previous["db_name"] != env.site.db_name:
+            removed = SiteDatabases(MysqlService(env.db)).destroy(previous["db_name"], previous["db_user"])
+            get_run_logger().info("previous site removed: %s", ", ".join(removed))
+        if previous["path"]:
+            with connected(env.web) as transport:
+                transport.remove_tree(previous["path"])
+    return {"name": saved.name, "uri": env.site.uri, "url": env.url, "db_name": env.site.db_name}
+
+
+@task(name="mark-failed")
+def mark_failed(name: str) -> None:
+    site = registry.load_site(store(), name)
+    if site.status not in ("installed", "disabled"):
+        record(site, status="failed")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# verify / login-reset
+# ---------------------------------------------------------------------------------------------------------
+@task(name="load-site")
+def load_site(name: str) -> str:
+    """The site must be installed (or disabled) on a verified platform."""
+    env = site_env(name)
+    if env.site.status not in ("installed", "disabled"):
+        raise InputError("site", f"{env.site.name} is not installed (status {env.site.status}): aegir install it")
+    env.db_params()
+    return env.site.name
+
+
+@task(name="write-site-files", **TRANSIENT_RETRIES)
+def write_site_files(name: str) -> str:
+    """Regenerate settings.php and the credentials file from the record; fix directory modes."""
+    return create_site_files.fn(name)
+
+
+@task(name="record-verified")
+def record_verified(name: str) -> dict[str, Any]:
+    env = site_env(name)
+    saved = record(env.site, verified=datetime.now(UTC))
+    return {"name": saved.name, "uri": env.site.uri, "url": env.url, "status": env.site.status}

@@ -1,0 +1,283 @@
+"""install-site, verify-site and login-reset on sample Drupal 7 and 10 platforms, served for real by nginx
+and apache + php-fpm, with the real MariaDB and a real Prefect API; and everything install refuses."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from aegir import registry
+from tests.integration.helpers import aegir, flow_run, flow_run_logs, task_runs
+from tests.integration.sites import Hosting, make_hosting, mode, query_site, site_database_exists
+from tests.support import mariadb
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def hosting(prefect_api, nginx_server, db_admin) -> Iterator[Hosting]:
+    from blocks.store import BlockStore
+
+    yield from make_hosting(BlockStore(prefect_api.url), nginx_server, db_admin)
+
+
+@pytest.fixture(scope="module")
+def d7(hosting) -> str:
+    return hosting.verified_platform("d7")
+
+
+@pytest.fixture(scope="module")
+def mail_server(prefect_api, smtp_sink):
+    result = aegir(
+        prefect_api.env, "mail-server", "--host=127.0.0.1", f"--port={smtp_sink.port}", "--from=aegir@ex.test"
+    )
+    assert result.returncode == 0, result.stderr
+    return smtp_sink
+
+
+def install(name: str, **kwargs):
+    from flows.install_site import install_site
+
+    return install_site(site=name, return_state=True, **kwargs)
+
+
+def follow_login(web, uri: str, link: str) -> httpx.Response:
+    """Use a one-time login link as a browser would: the reset URL, then the account page with the cookie."""
+    path = re.sub(r"^https?://[^/]+", "", link)
+    first = web.request(uri, path)
+    assert first.status_code == 302, (first.status_code, first.text[:300])
+    cookie = first.headers["set-cookie"].split(";")[0]
+    with httpx.Client(trust_env=False, timeout=5.0) as client:
+        return client.get(f"{web.url}/user/1", headers={"Host": uri, "Cookie": cookie})
+
+
+# -------------------------------------------------------------------------------------------------------
+# the main path, as a user runs it
+# -------------------------------------------------------------------------------------------------------
+def test_install_d7_on_nginx_from_the_cli(prefect_api, hosting, d7, mail_server, db_admin):
+    name = hosting.site(d7, client_email="owner@client.test")
+    result = aegir(prefect_api.env, "install", name)
+    assert result.returncode == 0, result.stderr
+    assert "Flow run install-site" in result.stderr
+    uri = name[1:]
+    link = re.search(r"One-time login link: (\S+)", result.stdout).group(1)
+    assert re.match(rf"http://{re.escape(uri)}:{hosting.web.port}/user/reset/1/\d+/[\w-]+/login$", link)
+
+    # served for real with its name
+    hosting.web.wait_for(uri, status=200, text=uri)
+
+    # the record
+    site = hosting.load_site(name)
+    assert site.status == "installed" and site.verified is not None
+    assert site.db_name and site_database_exists(site.db_name) and site.db_user == site.db_name
+    assert sorted(mariadb.users(site.db_user)) == ["127.0.0.1", "localhost"]
+    enabled = {p["name"]: p for p in site.packages if p["status"] == "enabled"}
+    assert {"system", "user", "node"} <= set(enabled) and enabled["system"]["version"] == "7.80"
+    assert enabled["system"]["schema_version"] > 7000
+
+    # files with Aegir's modes: settings.php readable by the web group only, credentials by us only
+    platform = registry.load_platform(hosting.store, d7)
+    site_dir = Path(platform.docroot) / "sites" / uri
+    assert mode(site_dir / "settings.php") == 0o440 and (site_dir / "settings.php").stat().st_gid == _gid("www-data")
+    assert mode(site_dir / "aegir.credentials.php") == 0o400
+    assert mode(site_dir / "files") == 0o2770 and mode(site_dir / "private") == 0o2770
+    password = site.db_password.get_secret_value()
+    assert password not in (site_dir / "settings.php").read_text()
+
+    # the login link works once, with the stand-in's Drupal reset scheme
+    account = follow_login(hosting.web, uri, link)
+    assert account.status_code == 200 and f"admin | {uri}" in account.text
+    assert hosting.web.request(uri, re.sub(r"^https?://[^/]+", "", link)).status_code == 403
+
+    # the welcome mail with the link
+    mail = mail_server.wait_for("owner@client.test")
+    assert link in mail.get_content() and uri in str(mail["Subject"])
+
+    # no secret in the run's parameters, logs, or the CLI output
+    run_id = re.search(r"\(([0-9a-f-]{36})\)", result.stderr).group(1)
+    assert flow_run(prefect_api.url, run_id)["state_type"] == "COMPLETED"
+    logs = flow_run_logs(prefect_api.url, run_id)
+    for secret in (password, db_admin["db_password"]):
+        assert secret not in logs and secret not in result.stdout + result.stderr
+    assert "User password: ********" in logs or "User password" not in logs
+    steps = [t["name"].rsplit("-", 1)[0] for t in task_runs(prefect_api.url, run_id)]
+    assert steps == [
+        "validate-install",
+        "create-database",
+        "create-site-files",
+        "drush-site-install",
+        "write-vhost",
+        "probe-site",
+        "record-packages",
+        "login-link",
+        "welcome-mail",
+        "finish-install",
+    ]
+
+
+def _gid(group: str) -> int:
+    import grp
+
+    return grp.getgrnam(group).gr_gid
+
+
+def test_install_d10_composer_platform(hosting):
+    platform = hosting.verified_platform("d10")
+    name = hosting.site(platform)
+    state = install(name)
+    assert state.is_completed(), state.message
+    uri = name[1:]
+    hosting.web.wait_for(uri, status=200, text=uri)
+    site = hosting.load_site(name)
+    assert registry.load_platform(hosting.store, platform).docroot.endswith("/web")
+    enabled = {p["name"] for p in site.packages if p["status"] == "enabled"}
+    assert "system" in enabled
+    link = state.result()["login_link"]
+    assert follow_login(hosting.web, uri, link).status_code == 200
+
+
+def test_verify_site_is_idempotent_and_login_reset_gives_a_new_link(hosting, d7):
+    from flows.login_reset import login_reset
+    from flows.verify_site import verify_site
+
+    name = hosting.site(d7)
+    first = install(name)
+    assert first.is_completed(), first.message
+    site_dir = Path(registry.load_platform(hosting.store, d7).docroot) / "sites" / name[1:]
+    settings = (site_dir / "settings.php").read_bytes()
+    salt = (site_dir / "private" / "hash_salt.txt").read_bytes()
+    (site_dir / "files").chmod(0o700)  # drifted modes are fixed by verify
+
+    for _ in range(2):
+        state = verify_site(site=name, return_state=True)
+        assert state.is_completed(), state.message
+    assert (site_dir / "settings.php").read_bytes() == settings
+    assert (site_dir / "private" / "hash_salt.txt").read_bytes() == salt
+    assert mode(site_dir / "files") == 0o2770
+    hosting.web.wait_for(name[1:], status=200, text=name[1:])
+
+    link = login_reset(site=name)
+    assert link != first.result()["login_link"]
+    assert follow_login(hosting.web, name[1:], link).status_code == 200
+
+
+def test_force_reinstall_replaces_the_site_and_only_then_drops_the_old_database(hosting, d7):
+    name = hosting.site(d7)
+    assert install(name).is_completed()
+    old = hosting.load_site(name).db_name
+    refused = install(name)
+    assert refused.is_failed() and "already installed" in refused.message
+    assert site_database_exists(old)
+
+    state = install(name, force_reinstall=True)
+    assert state.is_completed(), state.message
+    new = hosting.load_site(name).db_name
+    assert new != old and site_database_exists(new) and not site_database_exists(old)
+    hosting.web.wait_for(name[1:], status=200, text=name[1:])
+    leftovers = [
+        p
+        for p in os.listdir(Path(registry.load_platform(hosting.store, d7).docroot) / "sites")
+        if p.startswith(f".{name[1:]}")
+    ]
+    assert leftovers == []
+
+
+# -------------------------------------------------------------------------------------------------------
+# failures roll everything back
+# -------------------------------------------------------------------------------------------------------
+def _assert_nothing_left(hosting: Hosting, platform: str, name: str, before_dbs: set[str]) -> None:
+    uri = name[1:]
+    site = hosting.load_site(name)
+    assert site.status == "failed" and site.db_name is None
+    assert mariadb.databases() == before_dbs
+    prefix = uri.replace(".", "")[:13]
+    assert mariadb.users_like(prefix) == []
+    docroot = Path(registry.load_platform(hosting.store, platform).docroot)
+    assert not (docroot / "sites" / uri).exists()
+    assert not Path(hosting.web.aegir_root, "config", hosting.server[1:], "nginx", "vhost.d", uri).exists()
+
+
+def test_drush_failing_half_way_rolls_everything_back(hosting):
+    platform = hosting.verified_platform("d7-broken")
+    name = hosting.site(platform, profile="broken")
+    before = mariadb.databases()
+    state = install(name)
+    assert state.is_failed()
+    assert "drush site-install failed" in state.message and "broken profile" in state.message
+    assert "rolled back:" in state.message and "database" in state.message
+    _assert_nothing_left(hosting, platform, name, before)
+
+
+def test_failing_nginx_config_test_restores_and_keeps_serving(hosting, d7):
+    serving = hosting.site(d7)
+    assert install(serving).is_completed()
+    broken = Path(hosting.web.aegir_root, "config", hosting.server[1:], "nginx", "pre.d", "broken.conf")
+    name = hosting.site(d7)
+    before = mariadb.databases()
+    broken.write_text("this is not nginx syntax;\n")
+    try:
+        state = install(name)
+    finally:
+        broken.unlink()
+    assert state.is_failed() and "config test failed" in state.message
+    _assert_nothing_left(hosting, d7, name, before)
+    hosting.web.wait_for(serving[1:], status=200, text=serving[1:])
+
+
+# -------------------------------------------------------------------------------------------------------
+# bad input: a clear error naming the field, nothing changed
+# -------------------------------------------------------------------------------------------------------
+def _refused(state, *words: str) -> None:
+    assert state.is_failed()
+    for w in words:
+        assert w in state.message, (w, state.message)
+
+
+def test_refuses_unverified_and_locked_platforms(hosting):
+    unverified = hosting.platform("d7")
+    name = hosting.site(unverified)
+    before = mariadb.databases()
+    _refused(install(name), "platform:", "has not been verified", f"aegir verify {unverified}")
+    locked = hosting.verified_platform("d7", status="locked")
+    name2 = hosting.site(locked)
+    _refused(install(name2), "platform:", "is locked")
+    assert mariadb.databases() == before
+    assert hosting.load_site(name).status == "new" and hosting.load_site(name2).status == "new"
+
+
+def test_refuses_profile_and_language_the_platform_lacks(hosting, d7):
+    _refused(install(hosting.site(d7, profile="commerce")), "profile:", "standard", "minimal")
+    _refused(install(hosting.site(d7, language="xx")), "language:", "de", "fr")
+    _refused(install(hosting.site(d7, profile="minimal", language="de")), "language:")
+
+
+def test_install_in_german_with_a_profile_translation(hosting, d7):
+    name = hosting.site(d7, language="de")
+    state = install(name)
+    assert state.is_completed(), state.message
+    rows = query_site(hosting.load_site(name).db_name, "SELECT value FROM variable WHERE name = 'language_default'")
+    assert rows and b"de" in bytes(rows[0][0])
+
+
+def test_cli_bad_input(prefect_api, hosting, d7):
+    bad_uri = aegir(prefect_api.env, "save", "@not_a_host!", "--context_type=site", f"--platform={d7}")
+    assert bad_uri.returncode == 2 and "name" in bad_uri.stderr
+    bad_uri = aegir(prefect_api.env, "save", "@under_score.test", "--context_type=site", f"--platform={d7}")
+    assert bad_uri.returncode == 2 and "uri" in bad_uri.stderr
+    nodb = registry.save(hosting.store, hosting.server + "_nodb", "server", {"aegir_root": "/tmp/aegir-nodb"})
+    no_db = aegir(
+        prefect_api.env,
+        "save",
+        "@nodb.example.test",
+        "--context_type=site",
+        f"--platform={d7}",
+        f"--db_server={nodb.name}",
+    )
+    assert no_db.returncode == 2 and "db_server" in no_db.stderr
+    missing = aegir(prefect_api.env, "install", "@nowhere.example.test")
+    assert missing.returncode == 3 and "no such context" in missing.stderr
