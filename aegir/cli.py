@@ -282,6 +282,7 @@ def install(
         )
         typer.echo(f"Installed {result['name']}: {result['url']}")
         typer.echo(f"One-time login link: {result['login_link']}")
+        typer.echo(f"Welcome e-mail: {result['welcome_mail']}")
 
     guarded(run)
 

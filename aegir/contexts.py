@@ -163,7 +163,7 @@ class ServerContext(ContextBase):
     http_restart_cmd: str | None = Field(None, description="Command that reloads the web server")
     http_config_test_cmd: str | None = Field(None, description="Command that tests the web server config")
     web_group: str | None = Field(None, description="Group the web server runs as (detected at verify)")
-    php_fpm_socket: str | None = Field(None, description="php-fpm socket path or host:port (nginx)")
+    php_fpm_socket: str | None = Field(None, description="php-fpm socket path or host:port (nginx fastcgi_pass, apache proxy_fcgi)")
     web_disable_url: str | None = Field(None, description="Where disabled sites redirect to")
     # db service
     db_service_type: Literal["mysql", "null"] = Field("null", description="Database server software")

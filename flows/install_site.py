@@ -55,7 +55,7 @@ def install_site(site: str, force_reinstall: bool = False) -> dict[str, Any]:
         steps.record_packages(name)
         # 9. One-time login link (artifact), welcome e-mail to the client.
         link = steps.login_link(name)
-        steps.welcome_mail(name, link)
+        mail = steps.welcome_mail(name, link)
     except Exception as e:
         try:
             undo.fail("install-site", e)
@@ -63,4 +63,4 @@ def install_site(site: str, force_reinstall: bool = False) -> dict[str, Any]:
             steps.mark_failed(name)
     # 10. Installed; a replaced site's old database and files are removed only now.
     result = steps.finish_install(name, previous)
-    return {**result, "login_link": link}
+    return {**result, "login_link": link, "welcome_mail": mail}

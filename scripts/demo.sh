@@ -49,7 +49,7 @@ SQL
 #    mail sink for the welcome e-mails (messages land in $AEGIR_ROOT/demo-mail/new/).
 $AEGIR server status >/dev/null 2>&1 || $AEGIR server start
 if ! pgrep -f "aiosmtpd.*127.0.0.1:8025" >/dev/null; then
-  mkdir -p "$AEGIR_ROOT/demo-mail"
+  mkdir -p "$AEGIR_ROOT"/demo-mail/{tmp,new,cur}
   nohup .venv/bin/python -m aiosmtpd -n -l 127.0.0.1:8025 -c aiosmtpd.handlers.Mailbox "$AEGIR_ROOT/demo-mail" \
     >/dev/null 2>&1 &
 fi

@@ -38,7 +38,7 @@ def prepare_dirs(name: str) -> dict[str, Any]:
                 facts["web_group"] = servers.detect_web_group(transport)
             elif not servers.group_exists(transport, server.web_group):
                 raise ValueError(f"web_group {server.web_group!r} does not exist on {server.remote_host}")
-            if server.http_service_type == "nginx" and server.php_fpm_socket is None:
+            if server.php_fpm_socket is None:  # nginx: fastcgi_pass; apache: proxy_fcgi
                 facts["php_fpm_socket"] = servers.detect_php_fpm_socket(transport)
     finally:
         transport.close()

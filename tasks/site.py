@@ -20,7 +20,7 @@ from aegir.drupal.drush import Drush, site_url
 from aegir.drupal.sitedb import site_packages
 from aegir.drupal.versions import drupal_major
 from aegir.errors import AegirError, InputError
-from aegir.mail import DEFAULT_NAME, welcome_message
+from aegir.mail import DEFAULT_NAME, MailError, welcome_message
 from aegir.services.db import MysqlService, SiteDatabases, random_password
 from aegir.services.http import http_service_for
 from aegir.services.vhost import DbParams, SiteVhost
@@ -357,7 +357,14 @@ def welcome_mail(name: str, link: str) -> str:
             env.site.client_email,
         )
         return "skipped: no mail server"
-    server.send(welcome_message(uri=env.site.uri, to=env.site.client_email, login_link=link, site_url=env.url))
+    try:
+        server.send(welcome_message(uri=env.site.uri, to=env.site.client_email, login_link=link, site_url=env.url))
+    except MailError as e:
+        # the site works: a mail server problem is reported, never a reason to take the site down again
+        logger.warning(
+            "welcome e-mail to %s NOT sent: %s (aegir login-reset gives a new link)", env.site.client_email, e
+        )
+        return f"not sent: {e}"
     logger.info("welcome e-mail sent to %s", env.site.client_email)
     return f"sent to {env.site.client_email}"
 

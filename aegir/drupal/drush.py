@@ -90,13 +90,18 @@ class Drush:
         return [self.executable, *self.commands.global_options, "-r", self.root, "-l", self.url, *args]
 
     def run(self, *args: str, timeout: float = DRUSH_TIMEOUT) -> str:
+        """stdout of a successful command (redacted)."""
+        return self.run_logged(*args, timeout=timeout)[0]
+
+    def run_logged(self, *args: str, timeout: float = DRUSH_TIMEOUT) -> tuple[str, str]:
+        """(stdout, stderr) of a successful command, both redacted: drush logs its messages on stderr."""
         result = self.transport.run(self.argv(*args), check=False, timeout=timeout)
         out = redact_output(result.stdout.decode(errors="replace"))
+        err = redact_output(result.stderr.decode(errors="replace"))
         if result.exit_code != 0:
-            err = redact_output(result.stderr.decode(errors="replace"))
             tail = " | ".join(line.strip() for line in (err or out).strip().splitlines()[-6:] if line.strip())
             raise DrushError(f"drush {args[0]} failed for {self.url} (exit code {result.exit_code}): {tail}")
-        return out
+        return out, err
 
     # -- commands ------------------------------------------------------------------------------------------
     def site_install(
@@ -111,7 +116,8 @@ class Drush:
         ]
         if locale and locale != "en":
             args.append(f"--locale={locale}")
-        return self.run(*args, "-y")
+        out, err = self.run_logged(*args, "-y")
+        return "\n".join(part for part in (out.strip(), err.strip()) if part)
 
     def status(self) -> dict[str, Any]:
         out = self.run(self.commands.status, "--format=json")

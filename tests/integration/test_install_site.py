@@ -126,6 +126,22 @@ def _gid(group: str) -> int:
     return grp.getgrnam(group).gr_gid
 
 
+def test_a_failing_mail_server_does_not_take_the_new_site_down(prefect_api, hosting, d7, mail_server):
+    from tests.support.webservers import free_port
+
+    dead = aegir(prefect_api.env, "mail-server", "--host=127.0.0.1", f"--port={free_port()}")
+    assert dead.returncode == 0, dead.stderr
+    try:
+        name = hosting.site(d7, client_email="nobody@client.test")
+        state = install(name)
+    finally:
+        aegir(prefect_api.env, "mail-server", "--host=127.0.0.1", f"--port={mail_server.port}", "--from=aegir@ex.test")
+    assert state.is_completed(), state.message
+    assert state.result()["welcome_mail"].startswith("not sent:")
+    assert hosting.load_site(name).status == "installed"
+    hosting.web.wait_for(name[1:], status=200, text=name[1:])
+
+
 def test_install_d10_composer_platform(hosting):
     platform = hosting.verified_platform("d10")
     name = hosting.site(platform)

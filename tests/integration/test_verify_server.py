@@ -71,10 +71,17 @@ def test_verify_local_nginx_and_mysql(store, prefect_api, nginx_server, db_admin
 
 def test_verify_apache(store, apache_server, db_admin):
     name = unique("@server_ap")
-    registry.save(store, name, "server", {**apache_server.server_fields(), **db_admin})
+    fields = {k: v for k, v in apache_server.server_fields().items() if k != "php_fpm_socket"}
+    registry.save(store, name, "server", {**fields, **db_admin})
     state = run_verify(name)
     assert state.is_completed(), state.message
     server = registry.load_server(store, name)
+    # apache runs PHP through php-fpm (proxy_fcgi) too: without a socket it would serve PHP source
+    assert (
+        server.php_fpm_socket
+        and server.php_fpm_socket.endswith("fpm.sock")
+        or server.php_fpm_socket == ("127.0.0.1:9000")
+    )
     assert Path(apache_server.aegir_root, "config", "apache.conf").is_symlink()
     apache_server.wait_for("unknown.example", status=404)
     assert server.http_version and "Apache" in server.http_version
