@@ -96,6 +96,22 @@ def check_path(value: str) -> str:
     return posixpath.normpath(value).replace("//", "/")
 
 
+def check_port(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise ValueError(f"must be a port number from 1 to 65535; got {value!r}")
+    return value
+
+
+def check_php_fpm_socket(value: str) -> str:
+    """A unix socket path or ``host:port``."""
+    if value.startswith("/"):
+        return check_path(value)
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"must be a socket path (/run/php/php-fpm.sock) or host:port; got {value!r}")
+    return f"{check_hostname(host)}:{port}"
+
+
 def check_command(value: str) -> str:
     try:
         lexer = shlex.shlex(value, posix=True, punctuation_chars=True)
@@ -163,7 +179,9 @@ class ServerContext(ContextBase):
     http_restart_cmd: str | None = Field(None, description="Command that reloads the web server")
     http_config_test_cmd: str | None = Field(None, description="Command that tests the web server config")
     web_group: str | None = Field(None, description="Group the web server runs as (detected at verify)")
-    php_fpm_socket: str | None = Field(None, description="php-fpm socket path or host:port (nginx fastcgi_pass, apache proxy_fcgi)")
+    php_fpm_socket: str | None = Field(
+        None, description="php-fpm socket path or host:port (nginx fastcgi_pass, apache proxy_fcgi)"
+    )
     web_disable_url: str | None = Field(None, description="Where disabled sites redirect to")
     # db service
     db_service_type: Literal["mysql", "null"] = Field("null", description="Database server software")
@@ -205,9 +223,7 @@ class ServerContext(ContextBase):
     @field_validator("http_port", "db_port", "ssh_port")
     @classmethod
     def _port(cls, v: int) -> int:
-        if not 1 <= v <= 65535:
-            raise ValueError(f"must be a port number from 1 to 65535; got {v}")
-        return v
+        return check_port(v)
 
     @field_validator("http_restart_cmd", "http_config_test_cmd")
     @classmethod
@@ -224,12 +240,7 @@ class ServerContext(ContextBase):
     @field_validator("php_fpm_socket")
     @classmethod
     def _fpm(cls, v: str | None) -> str | None:
-        if v is None or v.startswith("/"):
-            return None if v is None else check_path(v)
-        host, sep, port = v.rpartition(":")
-        if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
-            raise ValueError(f"must be a socket path (/run/php/php-fpm.sock) or host:port; got {v!r}")
-        return f"{check_hostname(host)}:{port}"
+        return None if v is None else check_php_fpm_socket(v)
 
     @field_validator("db_user", "ssh_user")
     @classmethod

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
-from aegir.contexts import check_hostname
+from aegir.contexts import check_hostname, check_port
 from aegir.errors import AegirError
 
 DEFAULT_NAME = "default"
@@ -42,9 +42,7 @@ class MailServer(BaseModel):
     @field_validator("port")
     @classmethod
     def _port(cls, v: int) -> int:
-        if not 1 <= v <= 65535:
-            raise ValueError(f"must be a port number from 1 to 65535; got {v}")
-        return v
+        return check_port(v)
 
     def send(self, message: EmailMessage) -> None:
         message["From"] = message["From"] or self.from_address

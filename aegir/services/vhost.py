@@ -23,12 +23,13 @@ Variants (rendered by :meth:`aegir.services.http.HttpService.render_vhost`):
 
 from __future__ import annotations
 
-import posixpath
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from aegir.contexts import check_hostname, check_path, check_php_fpm_socket, check_port
 from aegir.errors import InputError
 
 VHOST_MODE = 0o600
@@ -43,9 +44,6 @@ PHP to the OS configuration (mod_php, or Debian's ``a2enconf php8.2-fpm``)."""
 DB_KEYS = ("db_type", "db_name", "db_user", "db_passwd", "db_host", "db_port")
 """The variables the vhost hands PHP, in Aegir's order and with Aegir's names."""
 
-_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_HOSTNAME_RE = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
-_PATH_RE = re.compile(r"^/[A-Za-z0-9._@+/-]*$")
 _SITE_DIR_RE = re.compile(r"^sites/[A-Za-z0-9._-]+$")
 _DB_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _URL_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(?::\d{1,5})?(?:/[A-Za-z0-9._~/%-]*)?$")
@@ -53,35 +51,33 @@ _PLATFORM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 
 
 # -- checks ---------------------------------------------------------------------------------------------------
+def _checked(field: str, check: Callable[[Any], Any], value: Any) -> Any:
+    """Run one of the context field checks; its complaint becomes an :class:`InputError` naming ``field``."""
+    try:
+        return check(value)
+    except (ValueError, TypeError, AttributeError) as e:
+        raise InputError(field, str(e) if isinstance(e, ValueError) else f"must be a string; got {value!r}") from None
+
+
 def check_host(field: str, value: Any) -> str:
     """A lowercase DNS name (no quotes, spaces, ``;``, braces, newlines …) or :class:`InputError`."""
-    if not isinstance(value, str) or len(value) > 253 or not _HOSTNAME_RE.match(value):
-        raise InputError(field, f"must be a lowercase hostname (letters, digits, dashes, dots); got {value!r}")
+    if _checked(field, check_hostname, value) != value:
+        raise InputError(field, f"must be a lowercase hostname without a trailing dot; got {value!r}")
     return value
 
 
 def check_abs_path(field: str, value: Any) -> str:
     """An absolute path of ``A-Z a-z 0-9 . _ @ + / -`` without ``..``, normalised (no trailing ``/``)."""
-    if not isinstance(value, str) or not _PATH_RE.match(value) or ".." in value.split("/"):
-        raise InputError(field, f"must be an absolute path of letters, digits and . _ @ + / - (no '..'); got {value!r}")
-    return re.sub(r"^/+", "/", posixpath.normpath(value))
+    return _checked(field, check_path, value)
 
 
-def check_port(field: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        raise InputError(field, f"must be a port number from 1 to 65535; got {value!r}")
-    return value
+def check_port_field(field: str, value: Any) -> int:
+    return _checked(field, check_port, value)
 
 
-def check_php_fpm(field: str, value: str) -> str:
+def check_php_fpm(field: str, value: Any) -> str:
     """A unix socket path or ``host:port``."""
-    if isinstance(value, str) and value.startswith("/"):
-        return check_abs_path(field, value)
-    host, sep, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
-    ok_host = bool(_HOSTNAME_RE.match(host)) or bool(re.match(r"^\d{1,3}(?:\.\d{1,3}){3}$", host))
-    if not sep or not ok_host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise InputError(field, f"must be a php-fpm socket path (/run/php/php-fpm.sock) or host:port; got {value!r}")
-    return value
+    return _checked(field, check_php_fpm_socket, value)
 
 
 def check_url(field: str, value: Any) -> str:
@@ -123,7 +119,7 @@ class DbParams:
                 raise InputError(field, "must be a non-empty string")
         if not isinstance(self.password, str):
             raise InputError("db_passwd", "must be a string")
-        check_port("db_port", self.port)
+        check_port_field("db_port", self.port)
 
     def __repr__(self) -> str:
         return (
@@ -175,7 +171,7 @@ class SiteVhost:
             )
         ):
             raise InputError("site_dir", f"must be a site directory like 'sites/example.com'; got {self.site_dir!r}")
-        check_port("http_port", self.http_port)
+        check_port_field("http_port", self.http_port)
         if isinstance(self.aliases, str):
             raise InputError("aliases", "must be a list of hostnames, not one string")
         aliases = tuple(dict.fromkeys(check_host("aliases", a) for a in self.aliases))
