@@ -230,7 +230,10 @@ def run_task_flow(flow_ref: str, **params: Any) -> Any:
 
     ok, result = run_flow(flow_ref, params, announce)
     if not ok:
-        fail(f"{flow_ref.split(':')[-1].replace('_', '-')} failed: {result}")
+        # bad input found by the flow's validation keeps its exit code (2), like bad input found here
+        code = result.exit_code if isinstance(result, AegirError) else 1
+        reason = str(result) or type(result).__name__
+        fail(f"{flow_ref.split(':')[-1].replace('_', '-')} failed: {reason}", code)
     return result
 
 
@@ -294,6 +297,28 @@ def login_reset(name: str = typer.Argument(..., help="The site, e.g. @example.co
     def run() -> None:
         link = run_task_flow("flows.login_reset:login_reset", site=_site_name(name))
         typer.echo(link)
+
+    guarded(run)
+
+
+@app.command()
+def disable(name: str = typer.Argument(..., help="The site, e.g. @example.com")) -> None:
+    """Disable a site: it answers with the server's web_disable_url/<uri> (302) or a 'disabled' page (503)."""
+
+    def run() -> None:
+        result = run_task_flow("flows.disable_enable:disable_site", site=_site_name(name))
+        typer.echo(f"Disabled {result['name']}")
+
+    guarded(run)
+
+
+@app.command()
+def enable(name: str = typer.Argument(..., help="The site, e.g. @example.com")) -> None:
+    """Enable a disabled site again."""
+
+    def run() -> None:
+        result = run_task_flow("flows.disable_enable:enable_site", site=_site_name(name))
+        typer.echo(f"Enabled {result['name']}: {result['url']}")
 
     guarded(run)
 

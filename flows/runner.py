@@ -34,7 +34,8 @@ def _quiet_console_tracebacks() -> None:
 
 
 def run_flow(flow_ref: str, params: dict[str, Any], announce: Callable[[str, str], None]) -> tuple[bool, Any]:
-    """Run ``module:function`` with ``params``; returns (True, result) or (False, one-line reason)."""
+    """Run ``module:function`` with ``params``; returns (True, result) or (False, the exception, or the state's
+    message when there is none)."""
     module, attr = flow_ref.split(":")
     flow = getattr(importlib.import_module(module), attr)
     _quiet_console_tracebacks()
@@ -47,5 +48,5 @@ def run_flow(flow_ref: str, params: dict[str, Any], announce: Callable[[str, str
         return True, state.result()
     outcome = state.result(raise_on_failure=False)
     if isinstance(outcome, BaseException):
-        return False, str(outcome) or type(outcome).__name__
+        return False, outcome
     return False, state.message or state.name

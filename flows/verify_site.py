@@ -22,9 +22,8 @@ def verify_site(site: str) -> dict[str, Any]:
     steps.write_site_files(name)
     # 3. The vhost (config-tested), one reload.
     steps.write_vhost(name)
-    # 4. The site answers through the web server (a disabled site answers as disabled).
-    if steps.site_env(name).site.status == "installed":
-        steps.probe_site(name)
+    # 4. The site answers through the web server (a disabled site with the disabled answer).
+    steps.probe_site(name, enabled=steps.site_env(name).site.status != "disabled")
     # 5. Packages from the site's database; verified time.
     steps.record_packages(name)
     return steps.record_verified(name)

@@ -23,7 +23,7 @@ from aegir.errors import AegirError, InputError
 from aegir.mail import DEFAULT_NAME, MailError, welcome_message
 from aegir.services.db import MysqlService, SiteDatabases, random_password
 from aegir.services.http import http_service_for
-from aegir.services.vhost import DbParams, SiteVhost
+from aegir.services.vhost import DISABLED_MESSAGE, DbParams, SiteVhost
 from aegir.transport import Transport
 from aegir.transport.factory import connected
 
@@ -75,7 +75,7 @@ class SiteEnv:
             port=self.db.db_port,
         )
 
-    def vhost(self) -> SiteVhost:
+    def vhost(self, enabled: bool | None = None) -> SiteVhost:
         return SiteVhost(
             uri=self.site.uri,
             docroot=self.docroot,
@@ -83,7 +83,7 @@ class SiteEnv:
             http_port=self.web.http_port,
             aliases=tuple(self.site.aliases),
             redirection=self.site.redirection,
-            enabled=self.site.status != "disabled",
+            enabled=self.site.status != "disabled" if enabled is None else enabled,
             db=self.db_params(),
             php_fpm_socket=self.web.php_fpm_socket,
             web_disable_url=self.web.web_disable_url,
@@ -260,12 +260,13 @@ def drush_site_install(name: str) -> None:
 
 
 @task(name="write-vhost", **TRANSIENT_RETRIES)
-def write_vhost(name: str) -> bool:
-    """The site's vhost (config-tested; the previous one is restored if the test fails), then one reload."""
+def write_vhost(name: str, enabled: bool | None = None) -> bool:
+    """The site's vhost (config-tested; the previous one is restored if the test fails), then one reload.
+    ``enabled`` overrides what the site's status says (disable/enable write the other variant first)."""
     env = site_env(name)
     http = http_service_for(env.web)
     with connected(env.web) as transport:
-        changed = http.write_vhost(transport, env.vhost())
+        changed = http.write_vhost(transport, env.vhost(enabled))
         http.reload(transport)
     return changed
 
@@ -283,11 +284,22 @@ def probe_address(server: ServerContext) -> str:
     return "127.0.0.1" if server.remote_host == "localhost" else server.remote_host
 
 
+def expected_answer(env: SiteEnv, enabled: bool) -> tuple[int, str]:
+    """What GET / must answer: 200 with the site name; disabled, a 302 to web_disable_url/<uri> or a 503."""
+    if enabled:
+        return 200, env.site.uri
+    if env.web.web_disable_url:
+        return 302, f"{env.web.web_disable_url.rstrip('/')}/{env.site.uri}"
+    return 503, DISABLED_MESSAGE
+
+
 @task(name="probe-site")
-def probe_site(name: str, expect_status: int = 200) -> dict[str, Any]:
-    """GET / through the real web server with the site's Host header: the site must answer with its name.
-    A reload is asynchronous, so old workers may answer for a moment: retried for up to 20 s."""
+def probe_site(name: str, enabled: bool = True) -> dict[str, Any]:
+    """GET / through the real web server with the site's Host header: an enabled site answers 200 with its
+    name, a disabled one with the disabled answer. A reload is asynchronous (old workers may answer for a
+    moment), so this waits for up to 20 s."""
     env = site_env(name)
+    status, text = expected_answer(env, enabled)
     url = f"http://{probe_address(env.web)}:{env.web.http_port}/"
     deadline = time.monotonic() + PROBE_TIMEOUT
     seen = "no answer"
@@ -296,17 +308,18 @@ def probe_site(name: str, expect_status: int = 200) -> dict[str, Any]:
             try:
                 response = client.get(url, headers={"Host": env.site.uri})
                 seen = f"HTTP {response.status_code}"
-                if response.status_code == expect_status and (expect_status != 200 or env.site.uri in response.text):
+                answer = response.headers.get("location", "") if status == 302 else response.text
+                if response.status_code == status and text in answer:
                     get_run_logger().info("%s answers %s through %s", env.site.uri, seen, url)
                     return {"status": response.status_code, "bytes": len(response.content)}
-                if response.status_code == 200:
-                    seen += " without the site name"
+                if response.status_code == status:
+                    seen += f" without {text!r}"
             except httpx.HTTPError as e:
                 seen = f"{type(e).__name__}: {e}"
             if time.monotonic() > deadline:
                 raise AegirError(
                     f"{env.site.uri} does not answer through {env.web.name} ({url}, Host: {env.site.uri}): "
-                    f"expected HTTP {expect_status}, got {seen}"
+                    f"expected HTTP {status} with {text!r}, got {seen}"
                 )
             time.sleep(0.25)
 
@@ -408,6 +421,24 @@ def load_site(name: str) -> str:
 def write_site_files(name: str) -> str:
     """Regenerate settings.php and the credentials file from the record; fix directory modes."""
     return create_site_files.fn(name)
+
+
+@task(name="require-status")
+def require_status(name: str, *allowed: str) -> str:
+    """The site must be in one of the ``allowed`` states (e.g. disable needs an installed site)."""
+    env = site_env(name)
+    if env.site.status not in allowed:
+        raise InputError("site", f"{env.site.name} is {env.site.status}; this task needs it {' or '.join(allowed)}")
+    env.db_params()
+    return env.site.name
+
+
+@task(name="set-status")
+def set_status(name: str, status: str) -> str:
+    """Record the site's status; returns the previous one (for the undo)."""
+    site = registry.load_site(store(), name)
+    record(site, status=status)
+    return site.status
 
 
 @task(name="record-verified")

@@ -297,3 +297,44 @@ def test_cli_bad_input(prefect_api, hosting, d7):
     assert no_db.returncode == 2 and "db_server" in no_db.stderr
     missing = aegir(prefect_api.env, "install", "@nowhere.example.test")
     assert missing.returncode == 3 and "no such context" in missing.stderr
+
+
+# -------------------------------------------------------------------------------------------------------
+# disable / enable
+# -------------------------------------------------------------------------------------------------------
+def test_disable_and_enable_from_the_cli(prefect_api, hosting, d7):
+    from flows.verify_site import verify_site
+
+    name = hosting.site(d7)
+    uri = name[1:]
+    assert aegir(prefect_api.env, "disable", name).returncode == 2  # not installed yet: refused
+    assert install(name).is_completed()
+
+    disabled = aegir(prefect_api.env, "disable", name)
+    assert disabled.returncode == 0, disabled.stderr
+    assert hosting.load_site(name).status == "disabled"
+    hosting.web.wait_for(uri, status=503, text="This site has been disabled")
+    assert verify_site(site=name, return_state=True).is_completed()  # verify keeps it disabled
+    hosting.web.wait_for(uri, status=503, text="This site has been disabled")
+    assert aegir(prefect_api.env, "disable", name).returncode == 2  # already disabled
+
+    enabled = aegir(prefect_api.env, "enable", name)
+    assert enabled.returncode == 0, enabled.stderr
+    assert hosting.load_site(name).status == "installed"
+    hosting.web.wait_for(uri, status=200, text=uri)
+
+
+def test_disabled_sites_redirect_to_the_servers_web_disable_url(hosting, d7):
+    from flows.disable_enable import disable_site, enable_site
+
+    name = hosting.site(d7)
+    assert install(name).is_completed()
+    registry.save(hosting.store, hosting.server, None, {"web_disable_url": "http://hosting.example.test/disabled"})
+    try:
+        assert disable_site(site=name, return_state=True).is_completed()
+        answer = hosting.web.wait_for(name[1:], status=302)
+        assert answer.headers["location"] == f"http://hosting.example.test/disabled/{name[1:]}"
+        assert enable_site(site=name, return_state=True).is_completed()
+    finally:
+        registry.save(hosting.store, hosting.server, None, {"web_disable_url": "null"})
+    hosting.web.wait_for(name[1:], status=200, text=name[1:])

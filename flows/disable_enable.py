@@ -1,0 +1,48 @@
+"""disable-site and enable-site: switch a site's vhost between its normal and its disabled variant
+(aegir-backend.md §3.8). No backup: nothing is destroyed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from tasks import site as steps
+from tasks.common import Undo
+
+
+def _switch(task: str, site: str, *, enable: bool) -> dict[str, Any]:
+    # 1. The site must be installed (to disable) or disabled (to enable).
+    name = steps.require_status(site, "disabled" if enable else "installed")
+    undo = Undo()
+    try:
+        # 2. The other vhost variant (config-tested), one reload.
+        undo.push("previous vhost restored", steps.write_vhost, name, not enable)
+        steps.write_vhost(name, enable)
+        # 3. The web server gives the new answer: the site (200 with its name), or the disabled answer.
+        steps.probe_site(name, enable)
+        # 4. Record the status.
+        steps.set_status(name, "installed" if enable else "disabled")
+    except Exception as e:
+        undo.fail(task, e)
+    return steps.record_verified(name)
+
+
+@flow(name="disable-site", flow_run_name="disable-site {site}")
+def disable_site(site: str) -> dict[str, Any]:
+    """Disable a site: its vhost answers with the server's web_disable_url/<uri> (302), or a 503 page.
+
+    Args:
+        site: the site context name, e.g. @example.com
+    """
+    return _switch("disable-site", site, enable=False)
+
+
+@flow(name="enable-site", flow_run_name="enable-site {site}")
+def enable_site(site: str) -> dict[str, Any]:
+    """Enable a disabled site again: its normal vhost, verified by HTTP.
+
+    Args:
+        site: the site context name, e.g. @example.com
+    """
+    return _switch("enable-site", site, enable=True)
