@@ -323,6 +323,100 @@ def enable(name: str = typer.Argument(..., help="The site, e.g. @example.com")) 
     guarded(run)
 
 
+@app.command()
+def backup(
+    name: str = typer.Argument(..., help="The site, e.g. @example.com"),
+    description: str = typer.Option("Generated on request", "--description", help="Why (shown in the list)"),
+    compression: str | None = typer.Option(None, "--compression", help="gzip or zstd (default: the server's)"),
+) -> None:
+    """Back up a site: its database and files in one checksummed archive on the master."""
+
+    def run() -> None:
+        if compression not in (None, "gzip", "zstd"):
+            raise InputError("compression", f"must be gzip or zstd; got {compression!r}")
+        entry = run_task_flow(
+            "flows.backup_site:backup_site", site=_site_name(name), description=description, compression=compression
+        )
+        typer.echo(f"Backup {entry['id']}: {entry['file']} ({_size(entry['size'])})")
+
+    guarded(run)
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+@app.command()
+def backups(
+    name: str = typer.Argument(..., help="The site, e.g. @example.com"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON"),
+) -> None:
+    """List a site's backups, newest first."""
+
+    def run() -> None:
+        site = registry.load_site(_store(), name)
+        entries = sorted(site.backups, key=lambda b: b["created"], reverse=True)
+        if as_json:
+            typer.echo(json.dumps(entries, indent=2))
+            return
+        if not entries:
+            typer.echo(f"{site.name} has no backups yet: aegir backup {site.name}")
+            return
+        width = max(len(b["id"]) for b in entries)
+        for b in entries:
+            pin = "pinned" if b.get("pinned") else "      "
+            typer.echo(f"{b['id'].ljust(width)}  {b['created']}  {_size(b['size']):>10}  {pin}  {b.get('reason', '')}")
+
+    guarded(run)
+
+
+@app.command("backup-delete")
+def backup_delete(
+    name: str = typer.Argument(..., help="The site, e.g. @example.com"),
+    ids: list[str] = typer.Argument(..., help="Backup ids (see aegir backups @site)"),
+    force: bool = typer.Option(False, "--force", help="Also delete pinned (safety) backups"),
+) -> None:
+    """Delete backups of a site (their files and records)."""
+
+    def run() -> None:
+        deleted = run_task_flow("flows.backup_site:backup_delete", site=_site_name(name), ids=list(ids), force=force)
+        typer.echo(f"Deleted {len(deleted)} backup(s): {', '.join(deleted)}")
+
+    guarded(run)
+
+
+@app.command()
+def restore(
+    name: str = typer.Argument(..., help="The site, e.g. @example.com"),
+    backup_id: str = typer.Argument("latest", help="A backup id (aegir backups @site) or latest"),
+) -> None:
+    """Restore a site from one of its backups (a deleted site too). A safety backup is taken first; the
+    current database and files are removed only after the restored site answers."""
+
+    def run() -> None:
+        result = run_task_flow("flows.restore_site:restore_site", site=_site_name(name), backup=backup_id)
+        typer.echo(f"Restored {result['name']} from {result['backup']}: {result['url']}")
+
+    guarded(run)
+
+
+@app.command()
+def delete(name: str = typer.Argument(..., help="The site, e.g. @example.com")) -> None:
+    """Delete a disabled site: a final pinned backup, then its vhost, files, database and user. The site's
+    record and backups stay (status deleted); aegir restore brings it back."""
+
+    def run() -> None:
+        result = run_task_flow("flows.delete_site:delete_site", site=_site_name(name))
+        typer.echo(f"Deleted {result['name']} (final backup {result['backup']})")
+
+    guarded(run)
+
+
 @app.command("mail-server")
 def mail_server(
     host: str = typer.Option(..., "--host", help="SMTP server host"),

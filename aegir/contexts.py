@@ -196,6 +196,12 @@ class ServerContext(ContextBase):
     ssh_private_key: SecretStr | None = Field(None, description="SSH private key (default: ssh agent/keys)")
     ssh_host_key: str | None = Field(None, description="Expected SSH host key: 'ssh-ed25519 AAAA…'")
     drush_path: str = Field("drush", description="drush to use for platforms without their own")
+    delete_enabled_sites: bool = Field(
+        False, description="Allow deleting sites that are not disabled first (default: disable, then delete)"
+    )
+    backup_compression: Literal["gzip", "zstd"] = Field(
+        "gzip", description="Compression of backups kept on this server: gzip (.tar.gz, Aegir's) or zstd (faster)"
+    )
     # recorded by verify
     http_version: str | None = Field(None, description="Web server version seen at the last verify")
     db_version: str | None = Field(None, description="Database server version seen at the last verify")

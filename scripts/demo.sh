@@ -92,3 +92,10 @@ install_site d7.demo.test @platform_sample_d7 80
 install_site d10.demo.test @platform_sample_d10 80
 install_site apache.demo.test @platform_sample_d7_apache 8080
 echo "demo: welcome e-mails: $(ls "$AEGIR_ROOT/demo-mail/new" 2>/dev/null | wc -l) in $AEGIR_ROOT/demo-mail/new/"
+
+# 8. Backup and restore: a backup, the list, a restore from it (a pinned safety backup is taken first).
+$AEGIR backup @d7.demo.test --description="demo backup"
+$AEGIR backups @d7.demo.test
+$AEGIR restore @d7.demo.test latest
+echo "demo: after the restore, curl -H 'Host: d7.demo.test' http://127.0.0.1/ ->" \
+  "$(curl -s -H 'Host: d7.demo.test' http://127.0.0.1/ | grep -o '<title>[^<]*</title>')"

@@ -1,0 +1,48 @@
+"""backup-site and backup-delete (aegir-backend.md §3.3, §3.12): one archive per backup, recorded on the site."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from tasks import backup as steps
+from tasks.common import Undo
+
+
+@flow(name="backup-site", flow_run_name="backup-site {site}")
+def backup_site(site: str, description: str = steps.ON_REQUEST, compression: str | None = None) -> dict[str, Any]:
+    """Back up a site: database dump (credentials through a pipe, never argv) and site files in one archive
+    on the master, checksummed; recorded on the site block.
+
+    Args:
+        site: the site context name, e.g. @example.com
+        description: why (shown in the backup list)
+        compression: gzip (.tar.gz) or zstd (.tar.zst); default: the backup server's backup_compression
+    """
+    # 1. Only installed (or disabled) sites with a recorded database.
+    name = steps.require_backup_ready(site)
+    # 2. The archive: dump + site dir + manifest, streamed, complete or nothing.
+    entry = steps.backup_archive(name, description, compression)
+    undo = Undo()
+    undo.push(f"archive {entry['file']} removed", steps.discard_archive, entry["file"])
+    try:
+        # 3. Recorded on the site block; backup table artifact.
+        steps.record_backup(name, entry)
+    except Exception as e:
+        undo.fail("backup-site", e)
+    return entry
+
+
+@flow(name="backup-delete", flow_run_name="backup-delete {site}")
+def backup_delete(site: str, ids: list[str], force: bool = False) -> list[str]:
+    """Delete backups of a site (files and records). Pinned safety backups need force.
+
+    Args:
+        site: the site context name, e.g. @example.com
+        ids: backup ids as listed by `aegir backups @site`
+        force: also delete pinned backups
+    """
+    # 1. Every id must be a backup of this site; pinned ones need force — checked before anything goes.
+    # 2. Files removed, records removed, table artifact updated.
+    return steps.delete_backups(site, ids, force)

@@ -1,0 +1,168 @@
+"""backup-site, restore-site, backup-delete and delete-site on sample Drupal 7 and 10 sites, for real:
+MariaDB, nginx + php-fpm, archives on disk, a real Prefect API."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aegir import registry
+from tests.integration.helpers import aegir
+from tests.integration.sites import Hosting, make_hosting, query_site, site_database_exists
+from tests.integration.test_install_site import install
+
+pytestmark = pytest.mark.integration
+
+CONTENT = {7: "node", 10: "node_field_data"}
+
+
+@pytest.fixture(scope="module")
+def hosting(prefect_api, nginx_server, db_admin) -> Iterator[Hosting]:
+    from blocks.store import BlockStore
+
+    yield from make_hosting(BlockStore(prefect_api.url), nginx_server, db_admin, prefix="@server_bk")
+
+
+def titles(hosting: Hosting, name: str, major: int) -> list[str]:
+    db = hosting.load_site(name).db_name
+    return [r[0] for r in query_site(db, f"SELECT title FROM {CONTENT[major]} ORDER BY nid")]
+
+
+def retitle(hosting: Hosting, name: str, major: int, title: str) -> None:
+    import pymysql
+
+    db = hosting.load_site(name).db_name
+    with pymysql.connect(host="127.0.0.1", user="root", password="", database=db, autocommit=True) as conn:
+        conn.cursor().execute(f"UPDATE {CONTENT[major]} SET title = %s", (title,))
+
+
+def run(flow_ref: str, **params):
+    import importlib
+
+    module, attr = flow_ref.split(":")
+    return getattr(importlib.import_module(module), attr)(**params, return_state=True)
+
+
+def mode(path: str) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.mark.parametrize(("kind", "major"), [("d7", 7), ("d10", 10)])
+def test_round_trip_backup_change_restore_delete_restore(prefect_api, hosting, kind, major):
+    platform = hosting.verified_platform(kind)
+    name = hosting.site(platform)
+    uri = name[1:]
+    assert install(name).is_completed()
+    original = titles(hosting, name, major)
+    assert original
+
+    # backup (CLI), listed newest first
+    made = aegir(prefect_api.env, "backup", name, "--description=before the change")
+    assert made.returncode == 0, made.stderr
+    entry = hosting.load_site(name).backups[0]
+    assert entry["reason"] == "before the change" and not entry["pinned"]
+    assert mode(entry["file"]) == 0o600 and mode(os.path.dirname(entry["file"])) == 0o700
+    listed = json.loads(aegir(prefect_api.env, "backups", name, "--json").stdout)
+    assert [b["id"] for b in listed] == [entry["id"]]
+
+    # change content, restore: content as at backup time, served, old database gone, safety backup pinned
+    retitle(hosting, name, major, "Changed after the backup")
+    old_db = hosting.load_site(name).db_name
+    restored = aegir(prefect_api.env, "restore", name, entry["id"])
+    assert restored.returncode == 0, restored.stderr
+    site = hosting.load_site(name)
+    assert titles(hosting, name, major) == original
+    assert site.db_name != old_db and not site_database_exists(old_db) and site.status == "installed"
+    hosting.web.wait_for(uri, status=200, text=uri)
+    safety = site.backups[0]
+    assert safety["pinned"] and safety["reason"] == "Generated before being restored to a previous version"
+    docroot = Path(registry.load_platform(hosting.store, platform).docroot)
+    assert not [p for p in os.listdir(docroot / "sites") if p.startswith(f".{uri}")]
+
+    # delete: refused while enabled; disabled then deleted, backups kept; restore brings it back
+    refused = aegir(prefect_api.env, "delete", name)
+    assert refused.returncode == 2 and "disable it first" in refused.stderr
+    assert aegir(prefect_api.env, "disable", name).returncode == 0
+    db_before_delete = hosting.load_site(name).db_name
+    deleted = aegir(prefect_api.env, "delete", name)
+    assert deleted.returncode == 0, deleted.stderr
+    site = hosting.load_site(name)
+    assert site.status == "deleted" and site.db_name is None and not site_database_exists(db_before_delete)
+    assert not (docroot / "sites" / uri).exists()
+    hosting.web.wait_for(uri, status=404)
+    assert site.backups[0]["reason"] == "Pre-delete backup" and site.backups[0]["pinned"]
+
+    back = aegir(prefect_api.env, "restore", name)
+    assert back.returncode == 0, back.stderr
+    assert hosting.load_site(name).status == "installed"
+    assert titles(hosting, name, major) == original
+    hosting.web.wait_for(uri, status=200, text=uri)
+
+
+def test_restore_refuses_bad_archives_and_ids_and_changes_nothing(hosting, tmp_path):
+    platform = hosting.verified_platform("d7")
+    name, other = hosting.site(platform), hosting.site(platform)
+    for n in (name, other):
+        assert install(n).is_completed()
+        assert run("flows.backup_site:backup_site", site=n).is_completed()
+    before = hosting.load_site(name)
+
+    missing = run("flows.restore_site:restore_site", site=name, backup="nope")
+    assert missing.is_failed() and "has no backup 'nope'" in missing.message
+
+    # another site's archive slipped into this site's record
+    foreign = hosting.load_site(other).backups[0]
+    # (backups are task-managed: written through the store, as a task would)
+    hosting.store.put(before.model_copy(update={"backups": [{**foreign, "created": "2999-01-01T00:00:00+00:00"}]}))
+    wrong = run("flows.restore_site:restore_site", site=name)
+    assert wrong.is_failed() and f"is a backup of '{other[1:]}'" in wrong.message
+    hosting.store.put(before)
+
+    # a tampered archive and a truncated one
+    path = Path(before.backups[0]["file"])
+    data = path.read_bytes()
+    path.write_bytes(data[:100] + bytes([data[100] ^ 0xFF]) + data[101:])
+    tampered = run("flows.restore_site:restore_site", site=name)
+    assert tampered.is_failed() and "checksum" in tampered.message
+    path.write_bytes(data[: len(data) // 2])
+    truncated = run("flows.restore_site:restore_site", site=name)
+    assert truncated.is_failed()
+    path.write_bytes(data)
+
+    after = hosting.load_site(name)
+    assert after.db_name == before.db_name and after.backups == before.backups and after.status == "installed"
+    hosting.web.wait_for(name[1:], status=200, text=name[1:])
+
+
+def test_backup_delete_keeps_pinned_backups_unless_forced(prefect_api, hosting):
+    platform = hosting.verified_platform("d7")
+    name = hosting.site(platform)
+    assert install(name).is_completed()
+    assert run("flows.backup_site:backup_site", site=name).is_completed()
+    site = hosting.load_site(name)
+    pinned = {**site.backups[0], "pinned": True}
+    hosting.store.put(site.model_copy(update={"backups": [pinned]}))
+
+    refused = aegir(prefect_api.env, "backup-delete", name, pinned["id"])
+    assert refused.returncode == 2 and "pinned" in refused.stderr and os.path.exists(pinned["file"])
+    unknown = aegir(prefect_api.env, "backup-delete", name, "no-such-id")
+    assert unknown.returncode == 2 and os.path.exists(pinned["file"])
+    forced = aegir(prefect_api.env, "backup-delete", name, pinned["id"], "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert not os.path.exists(pinned["file"]) and hosting.load_site(name).backups == []
+
+
+def test_zstd_backups_restore_too(hosting):
+    platform = hosting.verified_platform("d7")
+    name = hosting.site(platform)
+    assert install(name).is_completed()
+    state = run("flows.backup_site:backup_site", site=name, compression="zstd")
+    assert state.is_completed(), state.message
+    assert state.result()["file"].endswith(".tar.zst")
+    assert run("flows.restore_site:restore_site", site=name).is_completed()
+    hosting.web.wait_for(name[1:], status=200, text=name[1:])
