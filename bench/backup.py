@@ -174,14 +174,23 @@ def run(home: Path, args: argparse.Namespace) -> list[tuple[str, float, float, f
     size = sum(f.stat().st_size for f in site_dir.rglob("*") if f.is_file())
     print(f"bench: site files {size / 2**20:.0f} MiB", flush=True)
     return [
-        ("backup, gzip: backup-site flow vs `mysqldump \\| gzip` + `tar czf`",
+        ("backup, gzip: backup-site flow vs `mysqldump --hex-blob \\| gzip` + `tar czf`",
          *median_ratio(times["ours_gz"], times["raw_gz"])),
-        ("backup, zstd -T0: backup-site flow vs `mysqldump \\| zstd -T0` + `tar -I 'zstd -T0'`",
+        ("backup, zstd -T0: backup-site flow vs `mysqldump --hex-blob \\| zstd -T0` + `tar -I 'zstd -T0'`",
          *median_ratio(times["ours_zst"], times["raw_zst"])),
         ("backup: ours with zstd -T0 vs raw gzip", *median_ratio(times["ours_zst"], times["raw_gz"])),
         ("restore (gzip archive): verify + extract + import vs `gunzip \\| mysql` + `tar xzf`",
          *median_ratio(times["ours_x"], times["raw_x"])),
     ]  # fmt: skip
+
+
+NOTES = """\
+Both dumps use `--single-transaction --quick --hex-blob` (ours also strips DEFINER clauses and checks the
+dump's completion line), so both sides do the same work. Ours includes the whole backup-site flow run in-process
+(Prefect flow and task runs, the block update: about 2 s fixed), which is what keeps the zstd ratio at 1.6×:
+the raw zstd pipeline takes 4 s. Our gzip path is faster than raw because it compresses the dump and the
+site files with two gzip processes in parallel. Restore verifies the whole archive (checksums) before touching
+anything, then decompresses it again to extract; that second pass is the 1.2×."""
 
 
 def write_report(rows: list[tuple[str, float, float, float]], args: argparse.Namespace) -> None:
@@ -196,6 +205,8 @@ def write_report(rows: list[tuple[str, float, float, float]], args: argparse.Nam
         "| what | ours (s) | raw (s) | ours / raw |",
         "|---|---:|---:|---:|",
         *(f"| {name} | {o:.2f} | {r:.2f} | {ratio:.2f}× |" for name, o, r, ratio in rows),
+        "",
+        *NOTES.splitlines(),
         "<!-- backup:end -->",
     ]
     doc = ROOT / "docs" / "benchmarks.md"
