@@ -7,6 +7,7 @@ from typing import Any
 from prefect import flow
 
 from tasks import backup as steps
+from tasks import site as sites
 from tasks.common import Undo
 
 
@@ -21,7 +22,7 @@ def backup_site(site: str, description: str = steps.ON_REQUEST, compression: str
         compression: gzip (.tar.gz) or zstd (.tar.zst); default: the backup server's backup_compression
     """
     # 1. Only installed (or disabled) sites with a recorded database.
-    name = steps.require_backup_ready(site)
+    name = sites.load_site(site)
     # 2. The archive: dump + site dir + manifest, streamed, complete or nothing.
     entry = steps.backup_archive(name, description, compression)
     undo = Undo()

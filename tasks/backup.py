@@ -28,16 +28,6 @@ def backup_server(env: SiteEnv) -> ServerContext:
     return env.web if env.web.is_local else registry.load_server(store(), MASTER)
 
 
-@task(name="require-backup-ready")
-def require_backup_ready(name: str) -> str:
-    """Only an installed (or disabled) site with a recorded database can be backed up."""
-    env = site_env(name)
-    if env.site.status not in ("installed", "disabled"):
-        raise InputError("site", f"{env.site.name} is {env.site.status}: only installed or disabled sites have backups")
-    env.db_params()
-    return env.site.name
-
-
 @task(name="backup-archive")
 def backup_archive(name: str, reason: str, compression: str | None = None, pinned: bool = False) -> dict[str, Any]:
     """Dump the database (credentials through an inherited fd) and archive it with the site dir, streamed;
