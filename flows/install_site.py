@@ -37,7 +37,7 @@ def install_site(site: str, force_reinstall: bool = False) -> dict[str, Any]:
             f"database {db['db_name']} dropped",
             steps.drop_database,
             name,
-            steps.site_env(name).db.name,
+            db["db_server"],
             db["db_name"],
             db["db_user"],
         )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import posixpath
 import tempfile
-from datetime import UTC, datetime
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -16,17 +15,12 @@ from aegir.drupal import site as site_files
 from aegir.errors import AegirError, InputError
 from aegir.services.db import MysqlService, SiteDatabases, random_password
 from aegir.services.dump import import_database
-from aegir.services.http import http_service_for
 from aegir.services.vhost import DbParams
 from aegir.transport.factory import connected
 from aegir.transport.local import LocalTransport
 
 from .common import record
-from .site import SiteEnv, site_env
-
-
-def _stamp() -> str:
-    return datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+from .site import SiteEnv, apply_vhost, record_credentials, remove_previous_site, site_env, stamp
 
 
 def find_backup(env: SiteEnv, backup_id: str) -> dict[str, Any]:
@@ -76,7 +70,7 @@ def deploy_archive(name: str, backup: dict[str, Any]) -> dict[str, str]:
     with databases.service.connect() as conn:
         db_name = databases.free_name(conn, env.site.uri)
         hosts = databases.grant_hosts(conn)
-    new_path = posixpath.join(posixpath.dirname(env.site_path), f".{env.site.uri}.restore-{_stamp()}")
+    new_path = posixpath.join(posixpath.dirname(env.site_path), f".{env.site.uri}.restore-{stamp()}")
     password = random_password()
     master = LocalTransport("localhost")
     fd, dump_path = tempfile.mkstemp(prefix=".restore-", suffix=".sql", dir=os.path.dirname(backup["file"]))
@@ -119,37 +113,25 @@ def discard_deploy(name: str, path: str, db_name: str) -> None:
             web.remove_tree(path)
 
 
-def _adopt_credentials(env: SiteEnv, path: str, status: str | None = None) -> None:
-    """Record on the site block the credentials a site dir's credentials file holds."""
-    with connected(env.web) as web:
-        creds = site_files.read_credentials(web, path)
-    if creds is None:
-        raise AegirError(f"{path} holds no database credentials")
-    facts: dict[str, Any] = {"db_name": creds.name, "db_user": creds.user, "db_password": creds.password}
-    if status:
-        facts["status"] = status
-    record(env.site, **facts)
-
-
 @task(name="switch-site")
 def switch_site(name: str, deployed: dict[str, str]) -> dict[str, Any]:
     """Put the deployed dir in place (the live one moved aside, kept) and make the site record point at the
     new database. Returns what the undo and the final cleanup need (names only)."""
     env = site_env(name)
-    aside = site_files.set_aside_path(env.site_path, _stamp())
     with connected(env.web) as web:
-        had_live = web.exists(env.site_path)
-        if had_live:
-            web.run(["mv", "-T", "--", env.site_path, aside])
-        web.run(["mv", "-T", "--", deployed["path"], env.site_path])
+        creds = site_files.read_credentials(web, deployed["path"])
+        if creds is None:
+            raise AegirError(f"{deployed['path']} holds no database credentials")
+        aside = site_files.move_aside(web, env.site_path, stamp())
+        site_files.move_dir(web, deployed["path"], env.site_path)
     previous = {
-        "aside": aside if had_live else "",
+        "aside": aside,
         "db_name": env.site.db_name,
         "db_user": env.site.db_user,
         "status": env.site.status,
         "deployed": deployed["path"],
     }
-    _adopt_credentials(env, env.site_path, "disabled" if env.site.status == "disabled" else "installed")
+    record_credentials(env, creds, "disabled" if env.site.status == "disabled" else "installed")
     return previous
 
 
@@ -158,34 +140,19 @@ def switch_back(name: str, previous: dict[str, Any]) -> None:
     """Undo of switch-site: the old dir and credentials back, the vhost rewritten from them."""
     env = site_env(name)
     with connected(env.web) as web:
-        web.run(["mv", "-T", "--", env.site_path, previous["deployed"]])
-        if previous["aside"]:
-            web.run(["mv", "-T", "--", previous["aside"], env.site_path])
-    if previous["aside"]:
-        _adopt_credentials(env, env.site_path, previous["status"])
-        env = site_env(name)
-        http = http_service_for(env.web)
-        with connected(env.web) as web:
-            http.write_vhost(web, env.vhost())
-            http.reload(web)
-    else:
-        record(env.site, status=previous["status"], db_name=previous["db_name"], db_user=previous["db_user"])
+        site_files.move_dir(web, env.site_path, previous["deployed"])
+        if not previous["aside"]:  # a deleted site was being brought back: it has no database again
+            record(env.site, status=previous["status"], db_name=None, db_user=None, db_password=None)
+            return
+        site_files.move_dir(web, previous["aside"], env.site_path)
+        env = record_credentials(env, site_files.read_credentials(web, env.site_path), previous["status"])
+        apply_vhost(env, web)
 
 
 @task(name="remove-previous")
 def remove_previous(name: str, previous: dict[str, Any]) -> list[str]:
-    """Only now that the restored site works: drop the old database and user (exactly those the old record
-    named) and remove the old site dir."""
-    env = site_env(name)
-    removed: list[str] = []
-    if previous["db_name"] and previous["db_name"] != env.site.db_name:
-        removed = SiteDatabases(MysqlService(env.db)).destroy(previous["db_name"], previous["db_user"])
-    if previous["aside"]:
-        with connected(env.web) as web:
-            web.remove_tree(previous["aside"])
-        removed.append(previous["aside"])
-    get_run_logger().info("previous site removed: %s", ", ".join(removed) or "nothing")
-    return removed
+    """Only now that the restored site works: the previous database, user and site dir go."""
+    return remove_previous_site(site_env(name), previous)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -209,12 +176,8 @@ def validate_delete(name: str) -> str:
 @task(name="set-aside-site-dir")
 def set_aside_site_dir(name: str) -> str:
     env = site_env(name)
-    aside = site_files.set_aside_path(env.site_path, _stamp())
     with connected(env.web) as web:
-        if not web.exists(env.site_path):
-            return ""
-        web.run(["mv", "-T", "--", env.site_path, aside])
-    return aside
+        return site_files.move_aside(web, env.site_path, stamp())
 
 
 @task(name="put-back-site-dir")
@@ -222,7 +185,7 @@ def put_back_site_dir(name: str, aside: str) -> None:
     env = site_env(name)
     with connected(env.web) as web:
         if aside and web.exists(aside):
-            web.run(["mv", "-T", "--", aside, env.site_path])
+            site_files.move_dir(web, aside, env.site_path)
 
 
 @task(name="destroy-site")

@@ -125,6 +125,40 @@ def _write_files(env: SiteEnv, transport: Transport) -> None:
     site_files.update_sites_php(transport, env.docroot, env.site.uri, env.site.aliases)
 
 
+def stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+
+
+def apply_vhost(env: SiteEnv, transport: Transport, enabled: bool | None = None) -> bool:
+    """Write the site's vhost (config-tested; the previous one is restored if the test fails), one reload."""
+    http = http_service_for(env.web)
+    changed = http.write_vhost(transport, env.vhost(enabled))
+    http.reload(transport)
+    return changed
+
+
+def record_credentials(env: SiteEnv, creds: DbParams | None, status: str) -> SiteEnv:
+    """Make the site record name the database a site dir's credentials file holds (and ``status``)."""
+    facts: dict[str, Any] = {"status": status}
+    if creds is not None:
+        facts.update(db_name=creds.name, db_user=creds.user, db_password=creds.password)
+    return SiteEnv(record(env.site, **facts), env.platform, env.web, env.db)  # type: ignore[arg-type]
+
+
+def remove_previous_site(env: SiteEnv, previous: dict[str, Any]) -> list[str]:
+    """Once the new site works: drop the previous database and user (exactly those the previous record named)
+    and remove the previous site dir (``previous``: db_name, db_user, aside)."""
+    removed: list[str] = []
+    if previous["db_name"] and previous["db_name"] != env.site.db_name:
+        removed = SiteDatabases(MysqlService(env.db)).destroy(previous["db_name"], previous["db_user"])
+    if previous["aside"]:
+        with connected(env.web) as transport:
+            transport.remove_tree(previous["aside"])
+        removed.append(previous["aside"])
+    get_run_logger().info("previous site removed: %s", ", ".join(removed) or "nothing")
+    return removed
+
+
 # ---------------------------------------------------------------------------------------------------------
 # install
 # ---------------------------------------------------------------------------------------------------------
@@ -172,13 +206,9 @@ def validate_install(name: str, force_reinstall: bool) -> bool:
 def set_aside_previous(name: str) -> dict[str, Any]:
     """Reinstall: keep the old site dir (moved aside) and the old database until the new site works."""
     env = site_env(name)
-    aside = site_files.set_aside_path(env.site_path, datetime.now(UTC).strftime("%Y%m%d%H%M%S"))
     with connected(env.web) as transport:
-        if transport.exists(env.site_path):
-            transport.run(["mv", "-T", "--", env.site_path, aside])
-        else:
-            aside = ""
-    return {"path": aside, "db_name": env.site.db_name, "db_user": env.site.db_user, "status": env.site.status}
+        aside = site_files.move_aside(transport, env.site_path, stamp())
+    return {"aside": aside, "db_name": env.site.db_name, "db_user": env.site.db_user, "status": env.site.status}
 
 
 @task(name="restore-previous")
@@ -186,18 +216,11 @@ def restore_previous(name: str, previous: dict[str, Any]) -> None:
     """Undo of set-aside-previous: the old site dir and its database credentials back, status as before."""
     env = site_env(name)
     with connected(env.web) as transport:
-        if previous["path"]:
+        if previous["aside"]:
             transport.remove_tree(env.site_path)
-            transport.run(["mv", "-T", "--", previous["path"], env.site_path])
-        creds = site_files.read_credentials(transport, env.site_path)
-    facts: dict[str, Any] = {"status": previous["status"]}
-    if creds is not None:
-        facts.update(db_name=creds.name, db_user=creds.user, db_password=creds.password)
-    env = SiteEnv(record(env.site, **facts), env.platform, env.web, env.db)  # type: ignore[arg-type]
-    with connected(env.web) as transport:
-        http = http_service_for(env.web)
-        http.write_vhost(transport, env.vhost())
-        http.reload(transport)
+            site_files.move_dir(transport, previous["aside"], env.site_path)
+        env = record_credentials(env, site_files.read_credentials(transport, env.site_path), previous["status"])
+        apply_vhost(env, transport)
 
 
 @task(name="create-database", **TRANSIENT_RETRIES)
@@ -213,7 +236,7 @@ def create_database(name: str) -> dict[str, str]:
     record(env.site, db_name=db_name, db_user=db_name, db_password=password)
     databases.create(db_name, db_name, password, hosts)
     get_run_logger().info("database %s and user %s created on %s (hosts %s)", db_name, db_name, env.db.name, hosts)
-    return {"db_name": db_name, "db_user": db_name}
+    return {"db_server": env.db.name, "db_name": db_name, "db_user": db_name}
 
 
 @task(name="drop-database", **TRANSIENT_RETRIES)
@@ -264,11 +287,8 @@ def write_vhost(name: str, enabled: bool | None = None) -> bool:
     """The site's vhost (config-tested; the previous one is restored if the test fails), then one reload.
     ``enabled`` overrides what the site's status says (disable/enable write the other variant first)."""
     env = site_env(name)
-    http = http_service_for(env.web)
     with connected(env.web) as transport:
-        changed = http.write_vhost(transport, env.vhost(enabled))
-        http.reload(transport)
-    return changed
+        return apply_vhost(env, transport, enabled)
 
 
 @task(name="remove-vhost")
@@ -388,12 +408,7 @@ def finish_install(name: str, previous: dict[str, Any] | None) -> dict[str, Any]
     env = site_env(name)
     saved = record(env.site, status="installed", verified=datetime.now(UTC))
     if previous:
-        if previous["db_name"] and previous["db_name"] != env.site.db_name:
-            removed = SiteDatabases(MysqlService(env.db)).destroy(previous["db_name"], previous["db_user"])
-            get_run_logger().info("previous site removed: %s", ", ".join(removed))
-        if previous["path"]:
-            with connected(env.web) as transport:
-                transport.remove_tree(previous["path"])
+        remove_previous_site(env, previous)
     return {"name": saved.name, "uri": env.site.uri, "url": env.url, "db_name": env.site.db_name}
 
 
@@ -410,11 +425,7 @@ def mark_failed(name: str) -> None:
 @task(name="load-site")
 def load_site(name: str) -> str:
     """The site must be installed (or disabled) on a verified platform."""
-    env = site_env(name)
-    if env.site.status not in ("installed", "disabled"):
-        raise InputError("site", f"{env.site.name} is not installed (status {env.site.status}): aegir install it")
-    env.db_params()
-    return env.site.name
+    return require_status.fn(name, "installed", "disabled")
 
 
 @task(name="write-site-files", **TRANSIENT_RETRIES)
@@ -428,7 +439,10 @@ def require_status(name: str, *allowed: str) -> str:
     """The site must be in one of the ``allowed`` states (e.g. disable needs an installed site)."""
     env = site_env(name)
     if env.site.status not in allowed:
-        raise InputError("site", f"{env.site.name} is {env.site.status}; this task needs it {' or '.join(allowed)}")
+        hint = f" (aegir install {env.site.name})" if env.site.status in ("new", "failed") else ""
+        raise InputError(
+            "site", f"{env.site.name} is {env.site.status}; this task needs it {' or '.join(allowed)}{hint}"
+        )
     env.db_params()
     return env.site.name
 

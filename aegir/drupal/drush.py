@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,12 +146,3 @@ class Drush:
         out = self.run(self.commands.pm_list, "--type=module", "--status=enabled", "--format=json")
         start = out.find("{")
         return json.loads(out[start:]) if start >= 0 else {}
-
-
-def drush_executable(platform_drush: str | None, vendor_drush: str | None, server_drush: str) -> str:
-    """The platform's own drush, else the codebase's vendor/bin/drush, else the web server's drush."""
-    return platform_drush or vendor_drush or server_drush
-
-
-def vendor_drush_candidates(root: str) -> Sequence[str]:
-    return (f"{root}/vendor/bin/drush",)

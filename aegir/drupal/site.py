@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import posixpath
 import re
-import secrets
 from collections.abc import Sequence
 from urllib.parse import unquote
 
@@ -15,6 +14,7 @@ from aegir.drupal.settings import (
     CREDENTIALS_MODE,
     SALT_FILE,
     SETTINGS_MODE,
+    generate_hash_salt,
     render_credentials,
     render_settings,
 )
@@ -52,7 +52,7 @@ def ensure_salt(transport: Transport, path: str, web_group: str | None) -> bool:
     salt = posixpath.join(path, SALT_FILE)
     if transport.exists(salt):
         return False
-    transport.write_file(salt, secrets.token_urlsafe(48) + "\n", mode=0o440, group=web_group)
+    transport.write_file(salt, generate_hash_salt() + "\n", mode=0o440, group=web_group)
     return True
 
 
@@ -124,3 +124,17 @@ def set_aside_path(path: str, stamp: str) -> str:
     """Where a site dir is kept while it is being replaced (outside Drupal's host lookup: a dot prefix)."""
     parent, name = posixpath.split(path)
     return posixpath.join(parent, f".{name}.previous-{stamp}")
+
+
+def move_dir(transport: Transport, src: str, dst: str) -> None:
+    """Rename a directory on the target (``dst`` must not exist)."""
+    transport.run(["mv", "-T", "--", src, dst])
+
+
+def move_aside(transport: Transport, path: str, stamp: str) -> str:
+    """Move a live site dir to its :func:`set_aside_path` (kept, invisible to Drupal); '' when there is none."""
+    if not transport.exists(path):
+        return ""
+    aside = set_aside_path(path, stamp)
+    move_dir(transport, path, aside)
+    return aside

@@ -162,16 +162,20 @@ class MysqlService:
 DB_NAME_LENGTH = 16  # Aegir's limit (MySQL < 5.7 user names); the user is named like the database
 
 
+def _db_name_source(uri: str) -> str:
+    """Aegir's rule: the uri without a leading ``www.``, dots and dashes removed."""
+    return re.sub(r"[^a-z0-9_]", "", uri.lower().removeprefix("www.")) or "site"
+
+
 def db_name_base(uri: str) -> str:
-    """Aegir's rule: the uri without a leading ``www.``, dots and dashes removed, first 16 characters."""
-    bare = uri.lower().removeprefix("www.")
-    return re.sub(r"[^a-z0-9_]", "", bare)[:DB_NAME_LENGTH] or "site"
+    """The first choice of a site's database name: its source, first 16 characters."""
+    return _db_name_source(uri)[:DB_NAME_LENGTH]
 
 
 def db_name_candidates(uri: str) -> Iterator[str]:
     """``examplecom``, then ``examplecom_0`` … ``examplecom_99`` (shortened to stay within 16)."""
-    base = re.sub(r"[^a-z0-9_]", "", uri.lower().removeprefix("www.")) or "site"
-    yield base[:DB_NAME_LENGTH]
+    base = _db_name_source(uri)
+    yield db_name_base(uri)
     for i in range(100):
         suffix = f"_{i}"
         yield base[: DB_NAME_LENGTH - len(suffix)] + suffix
@@ -229,7 +233,3 @@ class SiteDatabases:
                     self.service.execute(conn, f"DROP USER {quote_ident(user)}@{quote_host(host)}")
                     removed.append(f"user {user}@{host}")
         return removed
-
-    def exists(self, name: str) -> bool:
-        with self.service.connect() as conn:
-            return self.service.database_exists(conn, name)
