@@ -15,6 +15,7 @@ from aegir.drupal import site as site_files
 from aegir.errors import AegirError, InputError
 from aegir.services.db import MysqlService, SiteDatabases, random_password
 from aegir.services.dump import import_database
+from aegir.services.http import http_service_for
 from aegir.services.vhost import DbParams
 from aegir.transport.factory import connected
 from aegir.transport.local import LocalTransport
@@ -141,7 +142,11 @@ def switch_back(name: str, previous: dict[str, Any]) -> None:
     env = site_env(name)
     with connected(env.web) as web:
         site_files.move_dir(web, env.site_path, previous["deployed"])
-        if not previous["aside"]:  # a deleted site was being brought back: it has no database again
+        if not previous["aside"]:  # a deleted site was being brought back: deleted again, off the web server
+            http = http_service_for(env.web)
+            if http.remove_vhost(web, env.site.uri):
+                http.reload(web)
+            site_files.update_sites_php(web, env.docroot, env.site.uri, [])
             record(env.site, status=previous["status"], db_name=None, db_user=None, db_password=None)
             return
         site_files.move_dir(web, previous["aside"], env.site_path)

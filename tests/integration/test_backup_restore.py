@@ -166,3 +166,35 @@ def test_zstd_backups_restore_too(hosting):
     assert state.result()["file"].endswith(".tar.zst")
     assert run("flows.restore_site:restore_site", site=name).is_completed()
     hosting.web.wait_for(name[1:], status=200, text=name[1:])
+
+
+def test_a_failed_restore_of_a_deleted_site_leaves_it_deleted(hosting):
+    from tests.support import mariadb
+
+    platform = hosting.verified_platform("d7")
+    name = hosting.site(platform)
+    uri = name[1:]
+    assert install(name).is_completed()
+    assert run("flows.disable_enable:disable_site", site=name).is_completed()
+    assert run("flows.delete_site:delete_site", site=name).is_completed()
+    before = hosting.load_site(name)
+    docroot = Path(registry.load_platform(hosting.store, platform).docroot)
+    front = docroot / "index.php"
+    original = front.read_bytes()
+    front.write_text("<?php echo 'not the site';")  # the restored site will not answer with its name
+    try:
+        state = run("flows.restore_site:restore_site", site=name)
+    finally:
+        front.write_bytes(original)
+    assert state.is_failed() and "rolled back" in state.message
+    after = hosting.load_site(name)
+    assert after.status == "deleted" and after.db_name is None and after.db_password is None
+    assert after.backups == before.backups
+    assert not (docroot / "sites" / uri).exists()
+    assert not [p for p in os.listdir(docroot / "sites") if p.startswith(f".{uri}")]
+    assert (
+        uri not in (docroot / "sites" / "sites.php").read_text() if (docroot / "sites" / "sites.php").exists() else True
+    )
+    assert not Path(hosting.web.aegir_root, "config", hosting.server[1:], "nginx", "vhost.d", uri).exists()
+    assert mariadb.users_like(uri.replace(".", "")[:13]) == []
+    hosting.web.wait_for(uri, status=404)
