@@ -192,9 +192,8 @@ def test_a_failed_restore_of_a_deleted_site_leaves_it_deleted(hosting):
     assert after.backups == before.backups
     assert not (docroot / "sites" / uri).exists()
     assert not [p for p in os.listdir(docroot / "sites") if p.startswith(f".{uri}")]
-    assert (
-        uri not in (docroot / "sites" / "sites.php").read_text() if (docroot / "sites" / "sites.php").exists() else True
-    )
+    sites_php = docroot / "sites" / "sites.php"
+    assert not sites_php.exists() or uri not in sites_php.read_text()
     assert not Path(hosting.web.aegir_root, "config", hosting.server[1:], "nginx", "vhost.d", uri).exists()
     assert mariadb.users_like(uri.replace(".", "")[:13]) == []
     hosting.web.wait_for(uri, status=404)
