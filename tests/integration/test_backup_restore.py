@@ -142,6 +142,9 @@ def test_restore_refuses_bad_archives_and_ids_and_changes_nothing(hosting, tmp_p
 def test_backup_delete_keeps_pinned_backups_unless_forced(prefect_api, hosting):
     platform = hosting.verified_platform("d7")
     name = hosting.site(platform)
+    not_yet = aegir(prefect_api.env, "backup", name)
+    assert not_yet.returncode == 2 and "aegir install" in not_yet.stderr
+    assert hosting.load_site(name).backups == []
     assert install(name).is_completed()
     assert run("flows.backup_site:backup_site", site=name).is_completed()
     site = hosting.load_site(name)
