@@ -27,6 +27,17 @@ app = typer.Typer(
 server_app = typer.Typer(help="The local Prefect server that stores contexts and runs tasks.", no_args_is_help=True)
 app.add_typer(server_app, name="server")
 
+
+@app.callback()
+def _global_options(
+    no_wait: bool = typer.Option(
+        False, "--no-wait", help="Fail at once when the site is busy with another task, instead of waiting"
+    ),
+) -> None:
+    if no_wait:
+        os.environ["AEGIR_NO_WAIT"] = "1"
+
+
 SECRET_PROPERTIES = ("db_password", "ssh_private_key")
 SECRET_SOURCES = ("-file", "-stdin", "-prompt")
 
@@ -218,23 +229,31 @@ def _connect() -> str:
     return store.api_url
 
 
-def run_task_flow(flow_ref: str, **params: Any) -> Any:
-    """Run a task flow in-process; print its run id and UI address; exit non-zero with the reason on failure."""
-    api_url = _connect()
-    from flows.runner import run_flow
-
+def _announcer(api_url: str) -> Callable[[str, str], None]:
     ui = api_url[: -len("/api")] if api_url.endswith("/api") else api_url
 
     def announce(run_name: str, run_id: str) -> None:
         typer.echo(f"Flow run {run_name} ({run_id})\n  see {ui}/runs/flow-run/{run_id}", err=True)
 
-    ok, result = run_flow(flow_ref, params, announce)
+    return announce
+
+
+def _finish(task: str, ok: bool, result: Any) -> Any:
     if not ok:
         # bad input found by the flow's validation keeps its exit code (2), like bad input found here
         code = result.exit_code if isinstance(result, AegirError) else 1
         reason = str(result) or type(result).__name__
-        fail(f"{flow_ref.split(':')[-1].replace('_', '-')} failed: {reason}", code)
+        fail(f"{task} failed: {reason}", code)
     return result
+
+
+def run_task_flow(flow_ref: str, **params: Any) -> Any:
+    """Run a task flow in-process; print its run id and UI address; exit non-zero with the reason on failure."""
+    api_url = _connect()
+    from flows.runner import run_flow
+
+    ok, result = run_flow(flow_ref, params, _announcer(api_url))
+    return _finish(flow_ref.split(":")[-1].replace("_", "-"), ok, result)
 
 
 VERIFY_FLOWS = {
@@ -413,6 +432,105 @@ def delete(name: str = typer.Argument(..., help="The site, e.g. @example.com")) 
     def run() -> None:
         result = run_task_flow("flows.delete_site:delete_site", site=_site_name(name))
         typer.echo(f"Deleted {result['name']} (final backup {result['backup']})")
+
+    guarded(run)
+
+
+@app.command()
+def compare(
+    name: str = typer.Argument(..., help="The site, e.g. @example.com"),
+    platform: str = typer.Argument(..., help="The target platform, e.g. @platform_d7_new"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON"),
+    changed_only: bool = typer.Option(False, "--changed", help="Hide packages without a change"),
+) -> None:
+    """Pre-flight of a migrate: the site's enabled packages against the target platform (error = schema
+    downgrade, which refuses the migrate; warning = missing or lower version; upgrade; no change). Exit 1 on
+    errors. Changes nothing."""
+
+    def run() -> None:
+        from aegir.drupal.compare import Comparison, PackageChange, format_table
+
+        target = registry.load_platform(_store(), platform).name
+        result = run_task_flow("flows.compare_site:compare_site", site=_site_name(name), platform=target)
+        if as_json:
+            typer.echo(json.dumps(result, indent=2))
+        else:
+            changes = tuple(PackageChange(**row) for row in result["changes"])
+            typer.echo(
+                format_table(
+                    Comparison(result["profile"], result["target_profile"], changes), changed_only=changed_only
+                )
+            )
+            typer.echo(
+                f"{result['site']} → {result['platform']} (Drupal {result['drupal_version']}): {result['summary']}"
+            )
+        if not result["ok"]:
+            raise typer.Exit(1)
+
+    guarded(run)
+
+
+def _migrate(name: str, platform: str, new_uri: str | None, db_server: str | None, dry_run: bool) -> None:
+    store = _store()
+    params: dict[str, Any] = {
+        "site": _site_name(name),
+        "platform": registry.load_platform(store, platform).name,
+        "new_uri": new_uri,
+        "db_server": registry.load_server(store, db_server).name if db_server else None,
+        "dry_run": dry_run,
+    }
+    result = run_task_flow("flows.migrate_site:migrate_site", **params)
+    target = result["target"]
+    if dry_run:
+        typer.echo(
+            f"Plan: {result['name']} → {target['name']} on {target['platform']}, database on {target['db_server']}"
+        )
+        if result["comparison"]:
+            typer.echo(f"Pre-flight: {result['comparison']} (aegir compare {result['name']} {target['platform']})")
+        return
+    typer.echo(f"Migrated to {result['name']} on {result['platform']}: {result['url']} (backup {result['backup']})")
+
+
+@app.command()
+def migrate(
+    name: str = typer.Argument(..., help="The site, e.g. @example.com"),
+    platform: str = typer.Argument(..., help="The target platform, e.g. @platform_d7_new"),
+    new_uri: str | None = typer.Option(None, "--new_uri", "--new-uri", help="A new domain (rename)"),
+    db_server: str | None = typer.Option(None, "--db_server", "--db-server", help="Move the database to this server"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Pre-flight and plan only; nothing changes"),
+) -> None:
+    """Migrate a site to another platform (upgrade), a new domain and/or another db server: pre-flight,
+    maintenance, backup, deploy, updatedb, verify; the old site goes only after the new one answers, and any
+    failure rolls everything back."""
+    guarded(lambda: _migrate(name, platform, new_uri, db_server, dry_run))
+
+
+@app.command()
+def rename(
+    name: str = typer.Argument(..., help="The site, e.g. @a.example.com"),
+    new_uri: str = typer.Argument(..., help="Its new domain, e.g. b.example.com"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Plan only; nothing changes"),
+) -> None:
+    """Rename a site (a migrate on its own platform with a new domain): paths in content follow, the old
+    domain stops being served."""
+    guarded(lambda: _migrate(name, registry.load_site(_store(), name).platform, new_uri, None, dry_run))
+
+
+@app.command()
+def resume(
+    flow_run_id: str = typer.Argument(..., help="The id of the interrupted (or failed) flow run"),
+    force: bool = typer.Option(False, "--force", help="Take over a run still marked running on another host"),
+) -> None:
+    """Run an interrupted task again as the same flow run: what the interrupted attempt changed is rolled back
+    (or, past its point of no return, finished) first; no step is repeated half-done."""
+
+    def run() -> None:
+        api_url = _connect()
+        from flows.runner import resume_flow_run
+
+        ok, result = resume_flow_run(flow_run_id, force, _announcer(api_url))
+        _finish("resume", ok, result)
+        typer.echo(f"Flow run {flow_run_id} completed")
 
     guarded(run)
 

@@ -386,6 +386,7 @@ class SiteContext(ContextBase):
         "db_password",
         "packages",
         "backups",
+        "operation",
     )
     secrets: ClassVar[tuple[str, ...]] = ("db_password",)
 
@@ -403,6 +404,9 @@ class SiteContext(ContextBase):
     db_password: SecretStr | None = Field(None, description="The site's database password (set by install)")
     packages: list[dict[str, Any]] = Field(default_factory=list, description="Modules/themes of the site")
     backups: list[dict[str, Any]] = Field(default_factory=list, description="Backups of the site")
+    operation: dict[str, Any] | None = Field(
+        None, description="The task running on the site and the undo of its steps (kept if its worker dies)"
+    )
 
     @model_validator(mode="before")
     @classmethod

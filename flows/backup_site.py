@@ -8,7 +8,7 @@ from prefect import flow
 
 from tasks import backup as steps
 from tasks import site as sites
-from tasks.common import Undo
+from tasks.operation import site_operation
 
 
 @flow(name="backup-site", flow_run_name="backup-site {site}")
@@ -21,18 +21,16 @@ def backup_site(site: str, description: str = steps.ON_REQUEST, compression: str
         description: why (shown in the backup list)
         compression: gzip (.tar.gz) or zstd (.tar.zst); default: the backup server's backup_compression
     """
-    # 1. Only installed (or disabled) sites with a recorded database.
-    name = sites.load_site(site)
-    # 2. The archive: dump + site dir + manifest, streamed, complete or nothing.
-    entry = steps.backup_archive(name, description, compression)
-    undo = Undo()
-    undo.push(f"archive {entry['file']} removed", steps.discard_archive, entry["file"])
-    try:
+    name = sites.site_env(site).site.name
+    with site_operation(name, "backup-site") as op:
+        # 1. Only installed (or disabled) sites with a recorded database.
+        sites.load_site(name)
+        # 2. The archive: dump + site dir + manifest, streamed, complete or nothing.
+        entry = steps.backup_archive(name, description, compression)
+        op.push(f"archive {entry['file']} removed", steps.discard_archive, entry["file"])
         # 3. Recorded on the site block; backup table artifact.
         steps.record_backup(name, entry)
-    except Exception as e:
-        undo.fail("backup-site", e)
-    return entry
+        return entry
 
 
 @flow(name="backup-delete", flow_run_name="backup-delete {site}")
@@ -44,6 +42,8 @@ def backup_delete(site: str, ids: list[str], force: bool = False) -> list[str]:
         ids: backup ids as listed by `aegir backups @site`
         force: also delete pinned backups
     """
-    # 1. Every id must be a backup of this site; pinned ones need force — checked before anything goes.
-    # 2. Files removed, records removed, table artifact updated.
-    return steps.delete_backups(site, ids, force)
+    name = sites.site_env(site).site.name
+    with site_operation(name, "backup-delete"):
+        # 1. Every id must be a backup of this site; pinned ones need force — checked before anything goes.
+        # 2. Files removed, records removed, table artifact updated.
+        return steps.delete_backups(name, ids, force)

@@ -10,7 +10,7 @@ from prefect import flow
 from tasks import backup as backups
 from tasks import restore as steps
 from tasks import site as sites
-from tasks.common import Undo
+from tasks.operation import site_operation
 
 PRE_DELETE = "Pre-delete backup"
 
@@ -22,21 +22,22 @@ def delete_site(site: str) -> dict[str, Any]:
     Args:
         site: the site context name, e.g. @example.com
     """
-    # 1. Disabled first (unless the web server allows deleting enabled sites).
-    name = steps.validate_delete(site)
-    # 2. A final, pinned backup.
-    final = backups.backup_archive(name, PRE_DELETE, None, True)
-    backups.record_backup(name, final)
-    undo = Undo()
-    try:
+    name = sites.site_env(site).site.name
+    with site_operation(name, "delete-site") as op:
+        if op.resumed == "completed":  # this run was interrupted after its point of no return: finished now
+            return {"name": name, "removed": [], "resumed": True}
+        # 1. Disabled first (unless the web server allows deleting enabled sites); the db server answers.
+        steps.validate_delete(name)
+        # 2. A final, pinned backup.
+        final = backups.backup_archive(name, PRE_DELETE, None, True)
+        backups.record_backup(name, final)
         # 3. Off the web server: vhost removed, reload.
-        undo.push("vhost restored", sites.write_vhost, name)
+        op.push("vhost restored", sites.write_vhost, name)
         sites.remove_vhost(name)
-        # 4. The site dir moved aside (put back if the next step fails).
-        aside = steps.set_aside_site_dir(name)
-        undo.push("site dir put back", steps.put_back_site_dir, name, aside)
+        # 4. The site dir moved aside (put back if the site cannot be deleted after all).
+        aside = steps.plan_aside(name)
+        op.push("site dir put back", steps.put_back_site_dir, name, aside)
+        steps.set_aside_site_dir(name, aside)
         # 5. Exactly this site's database and user dropped, its dir and aliases removed; status deleted.
-        removed = steps.destroy_site(name, aside)
-    except Exception as e:
-        undo.fail("delete-site", e)
+        removed = op.commit("site destroyed", steps.destroy_site, name, aside)
     return {"name": name, "removed": removed, "backup": final["id"]}

@@ -8,24 +8,22 @@ from typing import Any
 from prefect import flow
 
 from tasks import site as steps
-from tasks.common import Undo
+from tasks.operation import site_operation
 
 
 def _switch(task: str, site: str, *, enable: bool) -> dict[str, Any]:
-    # 1. The site must be installed (to disable) or disabled (to enable).
-    name = steps.require_status(site, "disabled" if enable else "installed")
-    undo = Undo()
-    try:
+    name = steps.site_env(site).site.name
+    with site_operation(name, task) as op:
+        # 1. The site must be installed (to disable) or disabled (to enable).
+        steps.require_status(name, "disabled" if enable else "installed")
         # 2. The other vhost variant (config-tested), one reload.
-        undo.push("previous vhost restored", steps.write_vhost, name, not enable)
+        op.push("previous vhost restored", steps.write_vhost, name, not enable)
         steps.write_vhost(name, enable)
         # 3. The web server gives the new answer: the site (200 with its name), or the disabled answer.
         steps.probe_site(name, enable)
         # 4. Record the status.
         steps.set_status(name, "installed" if enable else "disabled")
-    except Exception as e:
-        undo.fail(task, e)
-    return steps.record_verified(name)
+        return steps.record_verified(name)
 
 
 @flow(name="disable-site", flow_run_name="disable-site {site}")

@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow
 
 from tasks import site as steps
-from tasks.common import Undo
+from tasks.operation import site_operation
 
 
 @flow(name="install-site", flow_run_name="install-site {site}")
@@ -21,19 +21,19 @@ def install_site(site: str, force_reinstall: bool = False) -> dict[str, Any]:
         force_reinstall: replace an installed site (its old database and files are removed only after the
             new site works)
     """
-    # 1. Validate: platform verified and not locked, profile and language offered, db service, not installed.
     name = steps.site_env(site).site.name
-    reinstall = steps.validate_install(name, force_reinstall)
-    undo = Undo()
-    try:
+    with site_operation(name, "install-site") as op:
+        # 1. Validate: platform verified and not locked, profile and language offered, db service, not installed.
+        reinstall = steps.validate_install(name, force_reinstall)
+        op.push("site marked failed unless it was installed", steps.mark_failed, name)
         previous = None
         if reinstall:
             # 2. Reinstall: the old site dir is moved aside (kept until the new site works).
             previous = steps.set_aside_previous(name)
-            undo.push("previous site restored", steps.restore_previous, name, previous)
+            op.push("previous site restored", steps.restore_previous, name, previous)
         # 3. Database and user with a random password, grants on exactly that database.
         db = steps.create_database(name)
-        undo.push(
+        op.push(
             f"database {db['db_name']} dropped",
             steps.drop_database,
             name,
@@ -43,11 +43,11 @@ def install_site(site: str, force_reinstall: bool = False) -> dict[str, Any]:
         )
         # 4. Site directory with Aegir's modes, settings.php (cloaked credentials), CLI credentials file.
         path = steps.create_site_files(name)
-        undo.push(f"{path} removed", steps.remove_site_files, name, path)
+        op.push(f"{path} removed", steps.remove_site_files, name, path)
         # 5. drush site-install with the site's profile and language.
         steps.drush_site_install(name)
         # 6. The vhost, config-tested, then a reload.
-        undo.push("vhost removed", steps.remove_vhost, name)
+        op.push("vhost removed", steps.remove_vhost, name)
         steps.write_vhost(name)
         # 7. The site answers through the real web server with its Host header.
         steps.probe_site(name)
@@ -56,11 +56,6 @@ def install_site(site: str, force_reinstall: bool = False) -> dict[str, Any]:
         # 9. One-time login link (artifact), welcome e-mail to the client.
         link = steps.login_link(name)
         mail = steps.welcome_mail(name, link)
-    except Exception as e:
-        try:
-            undo.fail("install-site", e)
-        finally:
-            steps.mark_failed(name)
-    # 10. Installed; a replaced site's old database and files are removed only now.
-    result = steps.finish_install(name, previous)
+        # 10. Installed; a replaced site's old database and files are removed only now.
+        result = op.commit("installed; previous copy removed", steps.finish_install, name, previous)
     return {**result, "login_link": link, "welcome_mail": mail}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import flow
 
 from tasks import site as steps
+from tasks.operation import site_operation
 
 
 @flow(name="login-reset", flow_run_name="login-reset {site}")
@@ -14,7 +15,9 @@ def login_reset(site: str) -> str:
     Args:
         site: the site context name, e.g. @example.com
     """
-    # 1. The site must be installed.
-    name = steps.load_site(site)
-    # 2. drush uli --no-browser; the link is the result and a link artifact.
-    return steps.login_link(name)
+    name = steps.site_env(site).site.name
+    with site_operation(name, "login-reset"):
+        # 1. The site must be installed.
+        steps.load_site(name)
+        # 2. drush uli --no-browser; the link is the result and a link artifact.
+        return steps.login_link(name)

@@ -10,7 +10,7 @@ from prefect import flow
 from tasks import backup as backups
 from tasks import restore as steps
 from tasks import site as sites
-from tasks.common import Undo
+from tasks.operation import site_operation
 
 SAFETY = "Generated before being restored to a previous version"
 
@@ -23,26 +23,25 @@ def restore_site(site: str, backup: str = "latest") -> dict[str, Any]:
         site: the site context name, e.g. @example.com
         backup: a backup id (aegir backups @site) or latest
     """
-    # 1. The backup belongs to this site and its archive is intact: checked before anything is touched.
     name = sites.site_env(site).site.name
-    entry = steps.validate_restore(name, backup)
-    live = sites.site_env(name).site.status != "deleted"
-    undo = Undo()
-    try:
-        if live:
+    with site_operation(name, "restore-site") as op:
+        if op.resumed == "completed":  # this run was interrupted after its point of no return: finished now
+            return sites.record_verified(name)
+        # 1. The backup belongs to this site and its archive is intact: checked before anything is touched.
+        entry = steps.validate_restore(name, backup)
+        if sites.site_env(name).site.status != "deleted":
             # 2. Maintenance mode on the live site, then a pinned safety backup of it.
-            undo.push("maintenance mode off", steps.maintenance_mode, name, False)
+            op.push("maintenance mode off", steps.maintenance_mode, name, False)
             steps.maintenance_mode(name, True)
-            safety = backups.backup_archive(name, SAFETY, None, True)
-            backups.record_backup(name, safety)
+            backups.record_backup(name, backups.backup_archive(name, SAFETY, None, True))
         # 3. Deploy: the archive's files next to the live dir, its dump into a NEW database and user.
-        deployed = steps.deploy_archive(name, entry)
-        undo.push(
-            f"database {deployed['db_name']} dropped", steps.discard_deploy, name, deployed["path"], deployed["db_name"]
-        )
+        plan = steps.plan_deploy(name)
+        op.push(f"database {plan['db_name']} dropped", steps.discard_deploy, name, plan["path"], plan["db_name"])
+        steps.deploy_archive(name, entry, plan)
         # 4. Switch: the deployed dir in place (the live one kept aside); the record names the new database.
-        previous = steps.switch_site(name, deployed)
-        undo.push("previous site dir and database credentials back", steps.switch_back, name, previous)
+        previous = steps.plan_switch(name, plan)
+        op.push("previous site dir and database credentials back", steps.switch_back, name, previous)
+        steps.switch_site(name, previous)
         # 5. settings.php, credentials, modes from the record; the vhost; one reload.
         sites.write_site_files(name)
         sites.write_vhost(name)
@@ -50,8 +49,6 @@ def restore_site(site: str, backup: str = "latest") -> dict[str, Any]:
         steps.maintenance_mode(name, False)
         sites.probe_site(name, sites.site_env(name).site.status != "disabled")
         sites.record_packages(name)
-    except Exception as e:
-        undo.fail("restore-site", e)
-    # 7. Only now: the previous database and user, and the previous site dir, are removed.
-    steps.remove_previous(name, previous)
+        # 7. Only now: the previous database and user, and the previous site dir, are removed.
+        op.commit("previous site removed", steps.remove_previous, name, previous)
     return {**sites.record_verified(name), "backup": entry["id"]}

@@ -7,6 +7,7 @@ from typing import Any
 from prefect import flow
 
 from tasks import site as steps
+from tasks.operation import site_operation
 
 
 @flow(name="verify-site", flow_run_name="verify-site {site}")
@@ -16,14 +17,16 @@ def verify_site(site: str) -> dict[str, Any]:
     Args:
         site: the site context name, e.g. @example.com
     """
-    # 1. The site must be installed on a verified platform.
-    name = steps.load_site(site)
-    # 2. settings.php, credentials file, hash salt, directory modes, aliases — from the record.
-    steps.write_site_files(name)
-    # 3. The vhost (config-tested), one reload.
-    steps.write_vhost(name)
-    # 4. The site answers through the web server (a disabled site with the disabled answer).
-    steps.probe_site(name, enabled=steps.site_env(name).site.status != "disabled")
-    # 5. Packages from the site's database; verified time.
-    steps.record_packages(name)
-    return steps.record_verified(name)
+    name = steps.site_env(site).site.name
+    with site_operation(name, "verify-site"):
+        # 1. The site must be installed on a verified platform.
+        steps.load_site(name)
+        # 2. settings.php, credentials file, hash salt, directory modes, aliases — from the record.
+        steps.write_site_files(name)
+        # 3. The vhost (config-tested), one reload.
+        steps.write_vhost(name)
+        # 4. The site answers through the web server (a disabled site with the disabled answer).
+        steps.probe_site(name, enabled=steps.site_env(name).site.status != "disabled")
+        # 5. Packages from the site's database; verified time.
+        steps.record_packages(name)
+        return steps.record_verified(name)

@@ -6,7 +6,7 @@ import posixpath
 from datetime import UTC, datetime
 from typing import Any
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
 
 from aegir import registry
@@ -17,7 +17,7 @@ from aegir.services.dump import dump_database
 from aegir.transport.factory import connected
 from aegir.transport.local import LocalTransport
 
-from .common import record, store
+from .common import record, step, store
 from .site import SiteEnv, site_env
 
 ON_REQUEST = "Generated on request"
@@ -28,7 +28,7 @@ def backup_server(env: SiteEnv) -> ServerContext:
     return env.web if env.web.is_local else registry.load_server(store(), MASTER)
 
 
-@task(name="backup-archive")
+@step("backup-archive")
 def backup_archive(name: str, reason: str, compression: str | None = None, pinned: bool = False) -> dict[str, Any]:
     """Dump the database (credentials through an inherited fd) and archive it with the site dir, streamed;
     the archive appears only complete (fsynced, renamed into place), 0600 in a 0700 dir."""
@@ -73,7 +73,7 @@ def backup_archive(name: str, reason: str, compression: str | None = None, pinne
     return entry
 
 
-@task(name="record-backup")
+@step("record-backup")
 def record_backup(name: str, entry: dict[str, Any]) -> list[dict[str, Any]]:
     """Add the backup to the site block (newest first) and show the site's backups as a table artifact."""
     site = registry.load_site(store(), name)
@@ -91,13 +91,13 @@ def backup_table(slug: str, site: str, backups: list[dict[str, Any]]) -> None:
     )
 
 
-@task(name="discard-archive")
+@step("discard-archive")
 def discard_archive(path: str) -> None:
     """Undo of backup-archive when the backup could not be recorded."""
     delete_archive(path)
 
 
-@task(name="delete-backups")
+@step("delete-backups")
 def delete_backups(name: str, ids: list[str], force: bool) -> list[str]:
     """Remove the given backups' files and records; pinned ones only with ``force``. Unknown ids are refused
     before anything is removed."""

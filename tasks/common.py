@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import signal
+import time
+from collections import Counter
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any, ParamSpec, TypeVar
 
-from prefect import Task, get_run_logger
+from prefect import Task, task
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 
@@ -15,6 +19,9 @@ from aegir.errors import AegirError
 from blocks.store import BlockStore
 
 # transient faults are retried after these delays (seconds); AEGIR_TASK_RETRY_DELAYS="0,0" shortens them
+P = ParamSpec("P")
+R = TypeVar("R")
+
 RETRY_DELAYS = [float(d) for d in os.environ.get("AEGIR_TASK_RETRY_DELAYS", "2,5,15").split(",") if d.strip()]
 
 
@@ -36,49 +43,62 @@ TRANSIENT_RETRIES: dict[str, Any] = {
 
 
 def record(ctx: ContextBase, **facts: Any) -> ContextBase:
-    """Write task-managed facts onto a context (validated) and persist it."""
-    updated = type(ctx).model_validate({**ctx.model_dump(), **facts})
+    """Write task-managed facts onto the freshest copy of a context (validated) and persist it: fields other
+    tasks wrote meanwhile (the site's journal, its backups) are kept."""
+    current = store().find(ctx.name) or ctx
+    updated = type(ctx).model_validate({**current.model_dump(), **facts})
     store().put(updated)
     return updated
 
 
-class Undo:
-    """Compensation for a flow's completed steps: each step that changed the world pushes its undo (a task
-    and its arguments); on failure :meth:`rollback` runs them newest first and reports what it did.
+# ---------------------------------------------------------------------------------------------------------
+# sub-tasks whose boundaries tests can break on purpose
+# ---------------------------------------------------------------------------------------------------------
+FAULT_ENV = "AEGIR_FAULT"
+_calls: Counter[str] = Counter()
 
-    Prefect transactions fire rollback hooks on a failed *attempt* even when a retry then succeeds
-    (prefect-notes §2.5), so flows whose steps retry transient faults compensate explicitly instead.
-    """
 
-    def __init__(self) -> None:
-        self._steps: list[tuple[str, Callable[..., Any], tuple[Any, ...]]] = []
+def fault_point(name: str, when: str) -> None:
+    """Fault injection for the crash and rollback tests: ``AEGIR_FAULT="deploy-archive:after:kill"`` kills the
+    process (SIGKILL) right after that sub-task's body; ``maintenance-mode#2:before:raise`` fails the second
+    maintenance-mode call before it runs; ``backup-archive:before:pause=5`` holds it 5 s (a busy site).
+    Comma-separated for several. Unset (always, in production): no-op."""
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    for fault in spec.split(","):
+        target, _, rest = fault.strip().partition(":")
+        at, _, kind = rest.partition(":")
+        step_name, _, nth = target.partition("#")
+        if step_name != name or at != when or (nth and int(nth) != _calls[name]):
+            continue
+        if kind == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if kind.startswith("pause="):
+            time.sleep(float(kind[len("pause=") :]))
+            continue
+        raise InjectedFault(f"injected fault {fault.strip()}")
 
-    def push(self, label: str, fn: Callable[..., Any], *args: Any) -> None:
-        self._steps.append((label, fn, args))
 
-    def rollback(self) -> tuple[list[str], list[str]]:
-        """Run every undo (newest first); one failing undo does not stop the others."""
-        logger = get_run_logger()
-        done: list[str] = []
-        failed: list[str] = []
-        while self._steps:
-            label, fn, args = self._steps.pop()
-            try:
-                fn(*args)
-                done.append(label)
-                logger.info("rolled back: %s", label)
-            except Exception as e:  # noqa: BLE001 - every undo must get its chance
-                failed.append(f"{label} ({e})")
-                logger.error("rollback step failed: %s: %s", label, e)
-        return done, failed
+class InjectedFault(AegirError):
+    """Raised by :func:`fault_point` (tests only)."""
 
-    def fail(self, task: str, error: BaseException) -> NoReturn:
-        """Roll back, then raise one error saying what failed and what was undone."""
-        done, failed = self.rollback()
-        summary = f"rolled back: {', '.join(done) if done else 'nothing to undo'}"
-        if failed:
-            summary += f"; ROLLBACK INCOMPLETE, check by hand: {'; '.join(failed)}"
-        raise TaskFailed(f"{task}: {error} ({summary})") from error
+
+def step(name: str, **options: Any) -> Callable[[Callable[P, R]], Task[P, R]]:
+    """``@task(name=..., **options)`` with fault points at its start and end (see :func:`fault_point`)."""
+
+    def decorate(fn: Callable[P, R]) -> Task[P, R]:
+        @functools.wraps(fn)
+        def body(*args: P.args, **kwargs: P.kwargs) -> R:
+            _calls[name] += 1
+            fault_point(name, "before")
+            result = fn(*args, **kwargs)
+            fault_point(name, "after")
+            return result
+
+        return task(name=name, **options)(body)
+
+    return decorate
 
 
 class TaskFailed(AegirError):

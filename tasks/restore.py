@@ -3,24 +3,20 @@ verified; credentials travel through the site dirs' credentials files and the si
 
 from __future__ import annotations
 
-import os
 import posixpath
-import tempfile
 from typing import Any
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 
-from aegir.archive import extract_archive, verify_archive
+from aegir.archive import verify_archive
 from aegir.drupal import site as site_files
 from aegir.errors import AegirError, InputError
-from aegir.services.db import MysqlService, SiteDatabases, random_password
-from aegir.services.dump import import_database
+from aegir.services.db import MysqlService, SiteDatabases
 from aegir.services.http import http_service_for
-from aegir.services.vhost import DbParams
 from aegir.transport.factory import connected
-from aegir.transport.local import LocalTransport
 
-from .common import record
+from . import deploy
+from .common import record, step
 from .site import SiteEnv, apply_vhost, record_credentials, remove_previous_site, site_env, stamp
 
 
@@ -36,7 +32,7 @@ def find_backup(env: SiteEnv, backup_id: str) -> dict[str, Any]:
     raise InputError("backup", f"{env.site.name} has no backup {backup_id!r} (see aegir backups {env.site.name})")
 
 
-@task(name="validate-restore")
+@step("validate-restore")
 def validate_restore(name: str, backup_id: str) -> dict[str, Any]:
     """The backup exists, belongs to this site, and its archive is intact (checksums) — before anything is
     touched. Returns the backup entry."""
@@ -54,7 +50,7 @@ def validate_restore(name: str, backup_id: str) -> dict[str, Any]:
     return {k: entry[k] for k in ("id", "file", "sha256")}
 
 
-@task(name="maintenance-mode")
+@step("maintenance-mode")
 def maintenance_mode(name: str, on: bool) -> None:
     """drush vset maintenance_mode / state:set system.maintenance_mode on the live site."""
     env = site_env(name)
@@ -62,99 +58,84 @@ def maintenance_mode(name: str, on: bool) -> None:
         env.drush(transport).maintenance(on)
 
 
-@task(name="deploy-archive")
-def deploy_archive(name: str, backup: dict[str, Any]) -> dict[str, str]:
-    """Extract the archive next to the live site (a hidden dir) and import its dump into a NEW database and
-    user; the new credentials are written into the new dir's credentials file only."""
+@step("plan-deploy")
+def plan_deploy(name: str) -> dict[str, str]:
+    """Where the backup will be deployed — a hidden dir next to the live site and a free database name —
+    chosen before anything is created, so that the undo is known (and journaled) before the deploy starts."""
     env = site_env(name)
-    databases = env.databases()
-    with databases.service.connect() as conn:
-        db_name = databases.free_name(conn, env.site.uri)
-        hosts = databases.grant_hosts(conn)
-    new_path = posixpath.join(posixpath.dirname(env.site_path), f".{env.site.uri}.restore-{stamp()}")
-    password = random_password()
-    master = LocalTransport("localhost")
-    fd, dump_path = tempfile.mkstemp(prefix=".restore-", suffix=".sql", dir=os.path.dirname(backup["file"]))
-    try:
-        with connected(env.web) as web:
-            with os.fdopen(fd, "wb") as dump_out:
-                extract_archive(
-                    backup["file"],
-                    site_transport=web,
-                    site_path=new_path,
-                    dump_out=dump_out,
-                    expected_sha256=backup.get("sha256"),
-                )
-            databases.create(db_name, db_name, password, hosts)
-            with open(dump_path, "rb") as source:
-                import_database(master, env.db, db_name, source)
-            creds = DbParams("mysql", db_name, db_name, password, env.db.db_address, env.db.db_port)
-            web.write_file(
-                posixpath.join(new_path, site_files.CREDENTIALS_FILE),
-                site_files.render_credentials(creds),
-                mode=site_files.CREDENTIALS_MODE,
-            )
-    except Exception:
-        discard_deploy.fn(name, new_path, db_name)
-        raise
-    finally:
-        if os.path.exists(dump_path):
-            os.unlink(dump_path)
-    get_run_logger().info("backup %s deployed into %s and database %s", backup["id"], new_path, db_name)
-    return {"path": new_path, "db_name": db_name}
+    return deploy.plan(env, posixpath.join(posixpath.dirname(env.site_path), f".{env.site.uri}.restore-{stamp()}"))
 
 
-@task(name="discard-deploy")
+@step("deploy-archive")
+def deploy_archive(name: str, backup: dict[str, Any], plan: dict[str, str]) -> dict[str, str]:
+    """Extract the archive into the planned dir and import its dump into a NEW database and user; the new
+    credentials are written into the new dir's credentials file only."""
+    return deploy.deploy(site_env(name), backup, plan)
+
+
+@step("discard-deploy")
 def discard_deploy(name: str, path: str, db_name: str) -> None:
-    """Undo of deploy-archive: the new dir and the new database and user (exactly those)."""
+    """Undo of deploy-archive: the new dir, and the new database and user — unless a site record names that
+    database (the deploy never created it, and another site did)."""
     env = site_env(name)
-    SiteDatabases(MysqlService(env.db)).destroy(db_name, db_name)
-    with connected(env.web) as web:
-        if path.startswith(posixpath.dirname(env.site_path) + "/.") and web.exists(path):
-            web.remove_tree(path)
+    deploy.discard(env, path if path.startswith(posixpath.dirname(env.site_path) + "/.") else None, db_name)
 
 
-@task(name="switch-site")
-def switch_site(name: str, deployed: dict[str, str]) -> dict[str, Any]:
-    """Put the deployed dir in place (the live one moved aside, kept) and make the site record point at the
-    new database. Returns what the undo and the final cleanup need (names only)."""
+@step("plan-switch")
+def plan_switch(name: str, deployed: dict[str, str]) -> dict[str, Any]:
+    """What the switch will do, known (and journaled) before it starts: where the live dir goes, and the
+    database the record names now (names only; the password stays in the live dir's credentials file)."""
     env = site_env(name)
     with connected(env.web) as web:
-        creds = site_files.read_credentials(web, deployed["path"])
-        if creds is None:
-            raise AegirError(f"{deployed['path']} holds no database credentials")
-        aside = site_files.move_aside(web, env.site_path, stamp())
-        site_files.move_dir(web, deployed["path"], env.site_path)
-    previous = {
-        "aside": aside,
+        live = web.exists(env.site_path)
+    return {
+        "aside": site_files.set_aside_path(env.site_path, stamp()) if live else "",
         "db_name": env.site.db_name,
         "db_user": env.site.db_user,
         "status": env.site.status,
         "deployed": deployed["path"],
     }
-    record_credentials(env, creds, "disabled" if env.site.status == "disabled" else "installed")
-    return previous
 
 
-@task(name="switch-back")
-def switch_back(name: str, previous: dict[str, Any]) -> None:
-    """Undo of switch-site: the old dir and credentials back, the vhost rewritten from them."""
+@step("switch-site")
+def switch_site(name: str, previous: dict[str, Any]) -> None:
+    """Put the deployed dir in place (the live one moved aside, kept) and make the site record point at the
+    new database."""
     env = site_env(name)
     with connected(env.web) as web:
-        site_files.move_dir(web, env.site_path, previous["deployed"])
-        if not previous["aside"]:  # a deleted site was being brought back: deleted again, off the web server
+        creds = site_files.read_credentials(web, previous["deployed"])
+        if creds is None:
+            raise AegirError(f"{previous['deployed']} holds no database credentials")
+        if previous["aside"]:
+            site_files.move_dir(web, env.site_path, previous["aside"])
+        site_files.move_dir(web, previous["deployed"], env.site_path)
+    record_credentials(env, creds, "disabled" if previous["status"] == "disabled" else "installed")
+
+
+@step("switch-back")
+def switch_back(name: str, previous: dict[str, Any]) -> None:
+    """Undo of switch-site, from whatever point it reached: the deployed dir back to its hidden place, the
+    live dir back, the record and the vhost rewritten from the live dir's own credentials file."""
+    env = site_env(name)
+    aside, deployed = previous["aside"], previous["deployed"]
+    with connected(env.web) as web:
+        moved_aside = bool(aside) and web.exists(aside)
+        if (moved_aside or not aside) and web.exists(env.site_path) and not web.exists(deployed):
+            site_files.move_dir(web, env.site_path, deployed)  # the deployed dir had been moved in
+        if moved_aside:
+            site_files.move_dir(web, aside, env.site_path)
+        if not aside:  # a deleted site was being brought back: deleted again, off the web server
             http = http_service_for(env.web)
             if http.remove_vhost(web, env.site.uri):
                 http.reload(web)
             site_files.update_sites_php(web, env.docroot, env.site.uri, [])
             record(env.site, status=previous["status"], db_name=None, db_user=None, db_password=None)
             return
-        site_files.move_dir(web, previous["aside"], env.site_path)
         env = record_credentials(env, site_files.read_credentials(web, env.site_path), previous["status"])
         apply_vhost(env, web)
 
 
-@task(name="remove-previous")
+@step("remove-previous")
 def remove_previous(name: str, previous: dict[str, Any]) -> list[str]:
     """Only now that the restored site works: the previous database, user and site dir go."""
     return remove_previous_site(site_env(name), previous)
@@ -163,7 +144,7 @@ def remove_previous(name: str, previous: dict[str, Any]) -> list[str]:
 # ---------------------------------------------------------------------------------------------------------
 # delete
 # ---------------------------------------------------------------------------------------------------------
-@task(name="validate-delete")
+@step("validate-delete")
 def validate_delete(name: str) -> str:
     """Deleting needs a disabled site (unless the web server's delete_enabled_sites allows it)."""
     env = site_env(name)
@@ -175,17 +156,25 @@ def validate_delete(name: str) -> str:
             f"{env.site.name} is {env.site.status}: disable it first (aegir disable {env.site.name}), or set "
             f"--delete_enabled_sites=true on {env.web.name}",
         )
+    MysqlService(env.db).version()  # the db server answers: the delete cannot stop half-way for that
     return env.site.name
 
 
-@task(name="set-aside-site-dir")
-def set_aside_site_dir(name: str) -> str:
+@step("plan-aside")
+def plan_aside(name: str) -> str:
+    """Where the site dir will be kept until the site is gone (journaled before the move)."""
+    return site_files.set_aside_path(site_env(name).site_path, stamp())
+
+
+@step("set-aside-site-dir")
+def set_aside_site_dir(name: str, aside: str) -> None:
     env = site_env(name)
     with connected(env.web) as web:
-        return site_files.move_aside(web, env.site_path, stamp())
+        if web.exists(env.site_path):
+            site_files.move_dir(web, env.site_path, aside)
 
 
-@task(name="put-back-site-dir")
+@step("put-back-site-dir")
 def put_back_site_dir(name: str, aside: str) -> None:
     env = site_env(name)
     with connected(env.web) as web:
@@ -193,14 +182,14 @@ def put_back_site_dir(name: str, aside: str) -> None:
             site_files.move_dir(web, aside, env.site_path)
 
 
-@task(name="destroy-site")
+@step("destroy-site")
 def destroy_site(name: str, aside: str) -> list[str]:
     """The point of no return: drop exactly the database and user recorded for THIS site, remove its dir and
     aliases; the block stays (status deleted) with its backups."""
     env = site_env(name)
     removed = SiteDatabases(MysqlService(env.db)).destroy(env.site.db_name, env.site.db_user)
     with connected(env.web) as web:
-        if aside:
+        if web.exists(aside):
             web.remove_tree(aside)
             removed.append(env.site_path)
         site_files.update_sites_php(web, env.docroot, env.site.uri, [])

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.artifacts import create_link_artifact
 
 from aegir import registry
@@ -27,7 +27,7 @@ from aegir.services.vhost import DISABLED_MESSAGE, DbParams, SiteVhost
 from aegir.transport import Transport
 from aegir.transport.factory import connected
 
-from .common import TRANSIENT_RETRIES, record, store
+from .common import TRANSIENT_RETRIES, record, step, store
 
 PROBE_TIMEOUT = 20.0
 
@@ -107,7 +107,7 @@ def site_env(name: str) -> SiteEnv:
     )
 
 
-def _write_files(env: SiteEnv, transport: Transport) -> None:
+def write_files(env: SiteEnv, transport: Transport) -> None:
     group = env.web.web_group
     site_files.create_directories(transport, env.site_path, group)
     site_files.ensure_salt(transport, env.site_path, group)
@@ -162,7 +162,7 @@ def remove_previous_site(env: SiteEnv, previous: dict[str, Any]) -> list[str]:
 # ---------------------------------------------------------------------------------------------------------
 # install
 # ---------------------------------------------------------------------------------------------------------
-@task(name="validate-install")
+@step("validate-install")
 def validate_install(name: str, force_reinstall: bool) -> bool:
     """Everything install needs, checked before anything is touched. Returns True for a reinstall."""
     env = site_env(name)
@@ -202,7 +202,7 @@ def validate_install(name: str, force_reinstall: bool) -> bool:
     return reinstall
 
 
-@task(name="set-aside-previous")
+@step("set-aside-previous")
 def set_aside_previous(name: str) -> dict[str, Any]:
     """Reinstall: keep the old site dir (moved aside) and the old database until the new site works."""
     env = site_env(name)
@@ -211,7 +211,7 @@ def set_aside_previous(name: str) -> dict[str, Any]:
     return {"aside": aside, "db_name": env.site.db_name, "db_user": env.site.db_user, "status": env.site.status}
 
 
-@task(name="restore-previous")
+@step("restore-previous")
 def restore_previous(name: str, previous: dict[str, Any]) -> None:
     """Undo of set-aside-previous: the old site dir and its database credentials back, status as before."""
     env = site_env(name)
@@ -223,7 +223,7 @@ def restore_previous(name: str, previous: dict[str, Any]) -> None:
         apply_vhost(env, transport)
 
 
-@task(name="create-database", **TRANSIENT_RETRIES)
+@step("create-database", **TRANSIENT_RETRIES)
 def create_database(name: str) -> dict[str, str]:
     """A new database and user (random password) with grants on exactly that database; recorded on the
     site block first, so whatever happens next, the record names what exists."""
@@ -239,7 +239,7 @@ def create_database(name: str) -> dict[str, str]:
     return {"db_server": env.db.name, "db_name": db_name, "db_user": db_name}
 
 
-@task(name="drop-database", **TRANSIENT_RETRIES)
+@step("drop-database", **TRANSIENT_RETRIES)
 def drop_database(name: str, db_server: str, db_name: str, db_user: str) -> list[str]:
     """Drop exactly the database and user given (never derived again from the uri)."""
     server = registry.load_server(store(), db_server)
@@ -251,17 +251,17 @@ def drop_database(name: str, db_server: str, db_name: str, db_user: str) -> list
     return removed
 
 
-@task(name="create-site-files", **TRANSIENT_RETRIES)
+@step("create-site-files", **TRANSIENT_RETRIES)
 def create_site_files(name: str) -> str:
     """sites/<uri> with Aegir's modes, the hash salt, settings.php (cloaked), the CLI credentials file,
     aliases in sites.php."""
     env = site_env(name)
     with connected(env.web) as transport:
-        _write_files(env, transport)
+        write_files(env, transport)
     return env.site_path
 
 
-@task(name="remove-site-files")
+@step("remove-site-files")
 def remove_site_files(name: str, path: str) -> None:
     env = site_env(name)
     with connected(env.web) as transport:
@@ -269,7 +269,7 @@ def remove_site_files(name: str, path: str) -> None:
         site_files.update_sites_php(transport, env.docroot, env.site.uri, [])
 
 
-@task(name="drush-site-install")
+@step("drush-site-install")
 def drush_site_install(name: str) -> None:
     """drush site-install (7) / site:install (8+) with the site's profile and language."""
     env = site_env(name)
@@ -282,7 +282,7 @@ def drush_site_install(name: str) -> None:
     get_run_logger().info("drush: %s", " | ".join(line.strip() for line in out.splitlines() if line.strip()))
 
 
-@task(name="write-vhost", **TRANSIENT_RETRIES)
+@step("write-vhost", **TRANSIENT_RETRIES)
 def write_vhost(name: str, enabled: bool | None = None) -> bool:
     """The site's vhost (config-tested; the previous one is restored if the test fails), then one reload.
     ``enabled`` overrides what the site's status says (disable/enable write the other variant first)."""
@@ -291,7 +291,7 @@ def write_vhost(name: str, enabled: bool | None = None) -> bool:
         return apply_vhost(env, transport, enabled)
 
 
-@task(name="remove-vhost")
+@step("remove-vhost")
 def remove_vhost(name: str) -> None:
     env = site_env(name)
     http = http_service_for(env.web)
@@ -313,12 +313,10 @@ def expected_answer(env: SiteEnv, enabled: bool) -> tuple[int, str]:
     return 503, DISABLED_MESSAGE
 
 
-@task(name="probe-site")
-def probe_site(name: str, enabled: bool = True) -> dict[str, Any]:
+def probe(env: SiteEnv, enabled: bool = True) -> dict[str, Any]:
     """GET / through the real web server with the site's Host header: an enabled site answers 200 with its
     name, a disabled one with the disabled answer. A reload is asynchronous (old workers may answer for a
     moment), so this waits for up to 20 s."""
-    env = site_env(name)
     status, text = expected_answer(env, enabled)
     url = f"http://{probe_address(env.web)}:{env.web.http_port}/"
     deadline = time.monotonic() + PROBE_TIMEOUT
@@ -344,7 +342,13 @@ def probe_site(name: str, enabled: bool = True) -> dict[str, Any]:
             time.sleep(0.25)
 
 
-@task(name="record-packages", **TRANSIENT_RETRIES)
+@step("probe-site")
+def probe_site(name: str, enabled: bool = True) -> dict[str, Any]:
+    """The site answers through the real web server (see :func:`probe`)."""
+    return probe(site_env(name), enabled)
+
+
+@step("record-packages", **TRANSIENT_RETRIES)
 def record_packages(name: str) -> int:
     """The site's modules and themes from its database (status, schema version), versions from the platform."""
     env = site_env(name)
@@ -357,7 +361,7 @@ def record_packages(name: str) -> int:
     return enabled
 
 
-@task(name="login-link", **TRANSIENT_RETRIES)
+@step("login-link", **TRANSIENT_RETRIES)
 def login_link(name: str) -> str:
     """A one-time login link for the site's admin (drush uli / user:login), shown as a link artifact."""
     env = site_env(name)
@@ -372,7 +376,7 @@ def login_link(name: str) -> str:
     return link
 
 
-@task(name="welcome-mail", **TRANSIENT_RETRIES)
+@step("welcome-mail", **TRANSIENT_RETRIES)
 def welcome_mail(name: str, link: str) -> str:
     """Mail the login link to the site's client_email through the configured mail server."""
     env = site_env(name)
@@ -402,7 +406,7 @@ def welcome_mail(name: str, link: str) -> str:
     return f"sent to {env.site.client_email}"
 
 
-@task(name="finish-install")
+@step("finish-install")
 def finish_install(name: str, previous: dict[str, Any] | None) -> dict[str, Any]:
     """Status installed; on a reinstall, only now remove the previous site dir and database."""
     env = site_env(name)
@@ -412,7 +416,7 @@ def finish_install(name: str, previous: dict[str, Any] | None) -> dict[str, Any]
     return {"name": saved.name, "uri": env.site.uri, "url": env.url, "db_name": env.site.db_name}
 
 
-@task(name="mark-failed")
+@step("mark-failed")
 def mark_failed(name: str) -> None:
     site = registry.load_site(store(), name)
     if site.status not in ("installed", "disabled"):
@@ -422,19 +426,19 @@ def mark_failed(name: str) -> None:
 # ---------------------------------------------------------------------------------------------------------
 # verify / login-reset
 # ---------------------------------------------------------------------------------------------------------
-@task(name="load-site")
+@step("load-site")
 def load_site(name: str) -> str:
     """The site must be installed (or disabled) on a verified platform."""
     return require_status.fn(name, "installed", "disabled")
 
 
-@task(name="write-site-files", **TRANSIENT_RETRIES)
+@step("write-site-files", **TRANSIENT_RETRIES)
 def write_site_files(name: str) -> str:
     """Regenerate settings.php and the credentials file from the record; fix directory modes."""
     return create_site_files.fn(name)
 
 
-@task(name="require-status")
+@step("require-status")
 def require_status(name: str, *allowed: str) -> str:
     """The site must be in one of the ``allowed`` states (e.g. disable needs an installed site)."""
     env = site_env(name)
@@ -447,7 +451,7 @@ def require_status(name: str, *allowed: str) -> str:
     return env.site.name
 
 
-@task(name="set-status")
+@step("set-status")
 def set_status(name: str, status: str) -> str:
     """Record the site's status; returns the previous one (for the undo)."""
     site = registry.load_site(store(), name)
@@ -455,7 +459,7 @@ def set_status(name: str, status: str) -> str:
     return site.status
 
 
-@task(name="record-verified")
+@step("record-verified")
 def record_verified(name: str) -> dict[str, Any]:
     env = site_env(name)
     saved = record(env.site, verified=datetime.now(UTC))

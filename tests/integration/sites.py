@@ -101,3 +101,17 @@ def query_site(db: str, sql: str) -> list[tuple]:
     with conn, conn.cursor() as cur:
         cur.execute(sql)
         return list(cur.fetchall())
+
+
+def enable_d7_module(db: str, module: str, schema_version: int) -> None:
+    """What `drush en` leaves in a Drupal 7 database for an extra module: status 1 and its schema version."""
+    conn = pymysql.connect(host="127.0.0.1", user="root", password="", database=db, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            changed = cur.execute(
+                "UPDATE system SET status = 1, schema_version = %s WHERE name = %s AND type = 'module'",
+                (schema_version, module),
+            )
+            assert changed == 1, f"{module} is not in {db}.system"
+    finally:
+        conn.close()

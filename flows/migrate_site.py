@@ -1,0 +1,74 @@
+"""migrate-site (aegir-backend.md §3.6): move a site to another platform (an upgrade), to a new uri (a rename)
+and/or to another db server. Pre-flight first; the old site, its database and files go only after the new
+one answers; any failure puts everything back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from aegir.errors import InputError
+from tasks import backup as backups
+from tasks import migrate as steps
+from tasks import restore
+from tasks import site as sites
+from tasks.operation import site_operation
+
+PRE_MIGRATE = "Pre-migration backup"
+
+
+@flow(name="migrate-site", flow_run_name="migrate-site {site} {platform}")
+def migrate_site(
+    site: str, platform: str, new_uri: str | None = None, db_server: str | None = None, dry_run: bool = False
+) -> dict[str, Any]:
+    """Migrate a site: maintenance on, backup, deploy to the target, updatedb, fix-ups, verify, maintenance
+    off, then the old site removed. Rolled back on any failure.
+
+    Args:
+        site: the site context name, e.g. @example.com
+        platform: the target platform, e.g. @platform_d7_new (the same platform with new_uri: a rename)
+        new_uri: a new domain for the site (rename)
+        db_server: move the database to this server (default: where it is)
+        dry_run: only the pre-flight and the plan; nothing is changed
+    """
+    name = sites.site_env(site).site.name
+    with site_operation(name, "migrate-site") as op:
+        if op.resumed == "completed":
+            return {"name": name, "resumed": True}
+        # 1. Pre-flight: the target exists, is verified and free; package comparison (an error refuses).
+        sites.load_site(name)
+        target = steps.validate_migrate(name, platform, new_uri, db_server)
+        previous = steps.previous_location(name)
+        comparison = None
+        if target["platform"] != previous["platform"]:
+            comparison = steps.compare_packages(name, target["platform"])
+            if not comparison["ok"]:
+                errors = [f"{c['name']}: {c['reason']}" for c in comparison["changes"] if c["status"] == "error"]
+                raise InputError("platform", f"the pre-flight refuses {target['platform']}: {'; '.join(errors)}")
+        plan = {"target": target, "comparison": comparison and comparison["summary"]}
+        if dry_run:
+            return {"name": name, "dry_run": True, **plan}
+        # 2. Maintenance mode on; a pinned backup (kept but unpinned if the migrate is rolled back).
+        op.push("maintenance mode off", restore.maintenance_mode, name, False)
+        restore.maintenance_mode(name, True)
+        backup = backups.backup_archive(name, PRE_MIGRATE, None, True)
+        op.push(f"backup {backup['id']} unpinned", steps.unpin_backup, name, backup["id"])
+        backups.record_backup(name, backup)
+        # 3. Deploy: the backup into the target dir, a NEW database and user on the target db server.
+        planned = steps.plan_target(name, target)
+        op.push("target dir, database and vhost removed", steps.discard_target, name, target, planned)
+        steps.deploy_target(name, backup, target, planned)
+        # 4. updatedb with the target's code; on a new uri, its paths in content follow; caches cleared.
+        steps.updatedb(name, target)
+        if target["uri"] != previous["uri"]:
+            steps.rename_fixups(name, target, previous["uri"])
+        steps.target_cache_clear(name, target)
+        # 5. The target's vhost (the switch, when the uri and web server stay), verified through the web server.
+        op.push("vhost of the old location rewritten", sites.write_vhost, name)
+        steps.target_vhost(name, target)
+        steps.target_maintenance(name, target, False)
+        steps.probe_target(name, target)
+        # 6. Only now: the record names the target; the old dir, database, user and vhost go.
+        result = op.commit("old location removed", steps.finish_migrate, name, target, previous)
+    return {**result, "backup": backup["id"], **plan}

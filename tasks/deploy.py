@@ -1,0 +1,94 @@
+"""The one deploy primitive (DESIGN §7) behind restore, migrate and clone: a backup archive extracted into a
+site dir and its dump imported into a NEW database and user, with the new credentials written only into that
+dir's credentials file. Plain functions on a :class:`SiteEnv` — the live site's for a restore, the target's
+for a migrate or clone."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import tempfile
+from typing import Any
+
+from prefect import get_run_logger
+
+from aegir.archive import extract_archive
+from aegir.contexts import SiteContext
+from aegir.drupal import site as site_files
+from aegir.errors import AegirError
+from aegir.services.db import random_password
+from aegir.services.dump import import_database
+from aegir.services.vhost import DbParams
+from aegir.transport.factory import connected
+from aegir.transport.local import LocalTransport
+
+from .common import store
+from .site import SiteEnv
+
+
+def plan(env: SiteEnv, path: str) -> dict[str, str]:
+    """Where a deploy goes — ``path`` and a free database name on the env's db server — chosen before
+    anything is created, so that its undo can be journaled before it starts."""
+    databases = env.databases()
+    with databases.service.connect() as conn:
+        return {"path": path, "db_name": databases.free_name(conn, env.site.uri)}
+
+
+def deploy(env: SiteEnv, backup: dict[str, Any], planned: dict[str, str]) -> dict[str, str]:
+    """Extract ``backup`` into the planned dir (on the env's web server) and import its dump into the planned
+    NEW database and user (on the env's db server)."""
+    databases = env.databases()
+    new_path, db_name = planned["path"], planned["db_name"]
+    with databases.service.connect() as conn:
+        hosts = databases.grant_hosts(conn)
+        if databases.service.database_exists(conn, db_name):
+            raise AegirError(f"database {db_name} appeared meanwhile; nothing deployed, try again")
+    password = random_password()
+    fd, dump_path = tempfile.mkstemp(prefix=".deploy-", suffix=".sql", dir=os.path.dirname(backup["file"]))
+    try:
+        with connected(env.web) as web:
+            with os.fdopen(fd, "wb") as dump_out:
+                extract_archive(
+                    backup["file"],
+                    site_transport=web,
+                    site_path=new_path,
+                    dump_out=dump_out,
+                    expected_sha256=backup.get("sha256"),
+                )
+            databases.create(db_name, db_name, password, hosts)
+            with open(dump_path, "rb") as source:
+                import_database(LocalTransport("localhost"), env.db, db_name, source)
+            creds = DbParams("mysql", db_name, db_name, password, env.db.db_address, env.db.db_port)
+            web.write_file(
+                posixpath.join(new_path, site_files.CREDENTIALS_FILE),
+                site_files.render_credentials(creds),
+                mode=site_files.CREDENTIALS_MODE,
+            )
+    finally:
+        if os.path.exists(dump_path):
+            os.unlink(dump_path)
+    get_run_logger().info("backup %s deployed into %s and database %s", backup["id"], new_path, db_name)
+    return {"path": new_path, "db_name": db_name}
+
+
+def recorded_by_a_site(db_server: str, db_name: str) -> str | None:
+    """The site whose record names this database on this server, if any (destructive SQL is scoped to what
+    no site record claims)."""
+    for ctx in store().list("site"):
+        if isinstance(ctx, SiteContext) and ctx.db_name == db_name and ctx.db_server == db_server:
+            return ctx.name
+    return None
+
+
+def discard(env: SiteEnv, path: str | None, db_name: str) -> None:
+    """Undo of :func:`deploy`: the dir (when given) and the database and user — unless a site record names
+    that database (then the deploy never created it: another site did)."""
+    owner = recorded_by_a_site(env.db.name, db_name)
+    if owner:
+        get_run_logger().warning("database %s belongs to %s: kept", db_name, owner)
+    else:
+        env.databases().destroy(db_name, db_name)
+    if path:
+        with connected(env.web) as web:
+            if web.exists(path):
+                web.remove_tree(path)

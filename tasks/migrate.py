@@ -1,0 +1,327 @@
+"""Sub-tasks of compare, migrate-site and clone-site (aegir-backend.md §3.5–§3.7)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import get_run_logger
+from prefect.artifacts import create_table_artifact
+from pydantic import SecretStr
+
+from aegir import registry
+from aegir.contexts import SiteContext, check_hostname
+from aegir.drupal import site as site_files
+from aegir.drupal.compare import compare_site
+from aegir.drupal.rename import content_columns, statements
+from aegir.drupal.scan import scan_platform
+from aegir.drupal.sitedb import site_packages
+from aegir.errors import AegirError, InputError
+from aegir.services.db import MysqlService, SiteDatabases
+from aegir.services.http import http_service_for
+from aegir.transport.factory import connected
+
+from . import deploy
+from .common import TRANSIENT_RETRIES, record, step, store
+from .site import SiteEnv, apply_vhost, probe, site_env, write_files
+
+
+def _fresh_scan(platform_name: str) -> tuple[Any, Any]:
+    s = store()
+    platform = registry.load_platform(s, platform_name)
+    with connected(registry.load_server(s, platform.web_server)) as transport:
+        return platform, scan_platform(transport, platform.root)
+
+
+@step("compare-packages", **TRANSIENT_RETRIES)
+def compare_packages(name: str, target: str) -> dict[str, Any]:
+    """Pre-flight: the site's enabled packages — read fresh from its database, versions from a fresh scan of
+    its platform — against a fresh scan of the target platform. Table artifact ``compare-<site>``."""
+    env = site_env(name)
+    target_platform, target_scan = _fresh_scan(target)
+    if target_platform.name == env.platform.name:
+        raise InputError("platform", f"{env.site.name} is already on {target_platform.name}")
+    _, current_scan = _fresh_scan(env.platform.name)
+    if target_scan.major != current_scan.major:
+        raise InputError(
+            "platform",
+            f"{target_platform.name} is Drupal {target_scan.major}, {env.site.name} runs Drupal {current_scan.major}: "
+            "a major upgrade is a content migration, not a platform migrate",
+        )
+    service = MysqlService(env.db)
+    with service.connect(env.site.db_name) as conn:
+        packages = site_packages(
+            lambda sql, *args: service.execute(conn, sql, args), current_scan.major, current_scan.package_dicts()
+        )
+    comparison = compare_site(packages, target_scan.package_dicts(), env.site.profile, target_scan.profile_dicts())
+    summary = f"{env.site.name} → {target_platform.name} (Drupal {target_scan.core_version}): {comparison.summary()}"
+    create_table_artifact(
+        key=f"compare-{env.site.slug}",
+        table=comparison.rows(),
+        description=summary
+        + ("" if comparison.ok else " — REFUSED: " + "; ".join(f"{c.name}: {c.reason}" for c in comparison.errors)),
+    )
+    get_run_logger().info("%s", summary)
+    return {
+        "site": env.site.name,
+        "platform": target_platform.name,
+        "drupal_version": target_scan.core_version,
+        "profile": comparison.profile,
+        "target_profile": comparison.target_profile,
+        "ok": comparison.ok,
+        "summary": comparison.summary(),
+        "counts": comparison.counts(),
+        "changes": comparison.rows(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# migrate / rename / clone: the site as it will be (the "target"), built from the record plus the target's
+# platform, uri and db server; its database credentials come from the target dir's own credentials file.
+# The site record itself changes only at the end (finish-migrate), so a rollback never has to restore it.
+# ---------------------------------------------------------------------------------------------------------
+def target_env(name: str, target: dict[str, str]) -> SiteEnv:
+    env = site_env(name)
+    s = store()
+    platform = registry.load_platform(s, target["platform"])
+    web = registry.load_server(s, platform.web_server)
+    db = registry.load_server(s, target["db_server"])
+    site = env.site.model_copy(
+        update={
+            "name": target["name"],
+            "uri": target["uri"],
+            "platform": platform.name,
+            "db_server": db.name,
+            "operation": None,
+            **({"aliases": [], "redirection": None, "backups": []} if target.get("clone") else {}),
+        }
+    )
+    tenv = SiteEnv(site, platform, web, db)
+    with connected(web) as transport:
+        creds = site_files.read_credentials(transport, tenv.site_path)
+    if creds is not None:
+        site = site.model_copy(
+            update={"db_name": creds.name, "db_user": creds.user, "db_password": SecretStr(creds.password)}
+        )
+    return SiteEnv(site, platform, web, db)
+
+
+def _uri_in_use(uri: str, name: str) -> str | None:
+    for ctx in store().list("site"):
+        live = isinstance(ctx, SiteContext) and ctx.name != name and ctx.status != "deleted"
+        if live and (uri == ctx.uri or uri in ctx.aliases):
+            return ctx.name
+    return None
+
+
+@step("validate-migrate")
+def validate_migrate(
+    name: str, platform: str, new_uri: str | None, db_server: str | None, clone: bool = False
+) -> dict[str, str]:
+    """Everything a migrate (or rename, or clone) needs, checked before anything is touched; returns the
+    target: platform, uri, name, db server."""
+    env = site_env(name)
+    s = store()
+    target_platform = registry.load_platform(s, platform)
+    if target_platform.verified is None:
+        raise InputError("platform", f"{target_platform.name} has not been verified: run aegir verify {platform}")
+    if target_platform.status == "locked":
+        raise InputError("platform", f"{target_platform.name} is locked: no sites can be moved onto it")
+    try:
+        uri = check_hostname(new_uri) if new_uri else env.site.uri
+    except ValueError as e:
+        raise InputError("new_uri", str(e)) from None
+    db = registry.load_server(s, db_server or env.site.db_server)
+    if db.db_service_type == "null":
+        raise InputError("db_server", f"{db.name} has no database service")
+    target = {"platform": target_platform.name, "uri": uri, "name": f"@{uri}" if uri != env.site.uri else env.site.name}
+    target["db_server"] = db.name
+    if clone and uri == env.site.uri:
+        raise InputError("new_uri", "a clone needs its own domain")
+    if not clone and (target_platform.name, uri, db.name) == (env.platform.name, env.site.uri, env.site.db_server):
+        raise InputError(
+            "platform", f"{env.site.name} is already on {target_platform.name} with that uri and db server"
+        )
+    if uri != env.site.uri:
+        owner = _uri_in_use(uri, env.site.name) or (s.find(target["name"]) and target["name"])
+        if owner:
+            raise InputError("new_uri", f"{uri} is already used by {owner}")
+    tenv = target_env(name, target)
+    if tenv.major != env.major:
+        raise InputError(
+            "platform", f"{target_platform.name} is Drupal {tenv.major}, {env.site.name} runs Drupal {env.major}"
+        )
+    if tenv.site_path != env.site_path:
+        with connected(tenv.web) as transport:
+            if transport.exists(tenv.site_path):
+                raise InputError("new_uri", f"{tenv.site_path} already exists on {tenv.web.name}: move it away first")
+    MysqlService(db).version()
+    return target
+
+
+@step("plan-target")
+def plan_target(name: str, target: dict[str, str]) -> dict[str, str]:
+    """The target site dir and a free database name on the target db server (journaled before the deploy)."""
+    tenv = target_env(name, target)
+    return deploy.plan(tenv, tenv.site_path)
+
+
+@step("deploy-target")
+def deploy_target(name: str, backup: dict[str, Any], target: dict[str, str], planned: dict[str, str]) -> None:
+    """The backup deployed into the target dir and a NEW database and user on the target db server; then
+    settings.php, modes and aliases for the target, from the target's own credentials."""
+    deploy.deploy(target_env(name, target), backup, planned)
+    tenv = target_env(name, target)
+    with connected(tenv.web) as transport:
+        write_files(tenv, transport)
+
+
+@step("discard-target")
+def discard_target(name: str, target: dict[str, str], planned: dict[str, str]) -> None:
+    """Undo of deploy-target: the target dir, database and user, its vhost and aliases — never the live
+    site's (the record still names the old location until finish-migrate)."""
+    env, tenv = site_env(name), target_env(name, target)
+    live = tenv.site_path == env.site_path or env.site.db_name == planned["db_name"]
+    if live:
+        raise AegirError(f"refusing to discard {tenv.site_path}: it is the live site")
+    deploy.discard(tenv, tenv.site_path, planned["db_name"])
+    with connected(tenv.web) as transport:
+        if tenv.site.uri != env.site.uri or tenv.web.name != env.web.name:
+            http = http_service_for(tenv.web)
+            if http.remove_vhost(transport, tenv.site.uri):
+                http.reload(transport)
+        site_files.update_sites_php(transport, tenv.docroot, tenv.site.uri, [])
+
+
+@step("updatedb")
+def updatedb(name: str, target: dict[str, str]) -> str:
+    """drush updatedb on the target (the new platform's code against the imported database)."""
+    tenv = target_env(name, target)
+    with connected(tenv.web) as transport:
+        out = tenv.drush(transport).updatedb()
+    get_run_logger().info("updatedb on %s: %s", tenv.site.uri, " | ".join(out.strip().splitlines()[-3:]))
+    return out
+
+
+@step("rename-fixups")
+def rename_fixups(name: str, target: dict[str, str], old_uri: str) -> int:
+    """On a new uri: the old uri's paths and links in content follow (aegir-backend.md §3.5)."""
+    tenv = target_env(name, target)
+    service = MysqlService(tenv.db)
+    changed = 0
+    with service.connect(tenv.site.db_name) as conn:
+        rows = service.execute(
+            conn,
+            "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s",
+            tenv.site.db_name,
+        )
+        columns = content_columns([(str(t), str(c), str(k)) for t, c, k in rows], tenv.major)
+        for sql, params in statements(columns, old_uri, tenv.site.uri, tenv.major):
+            with conn.cursor() as cur:
+                changed += cur.execute(sql, params)
+        conn.commit()
+    get_run_logger().info("%s → %s: %d rows of content rewritten", old_uri, tenv.site.uri, changed)
+    return changed
+
+
+@step("target-cache-clear")
+def target_cache_clear(name: str, target: dict[str, str]) -> None:
+    tenv = target_env(name, target)
+    with connected(tenv.web) as transport:
+        tenv.drush(transport).cache_clear()
+
+
+@step("target-maintenance")
+def target_maintenance(name: str, target: dict[str, str], on: bool) -> None:
+    tenv = target_env(name, target)
+    with connected(tenv.web) as transport:
+        tenv.drush(transport).maintenance(on)
+
+
+@step("target-vhost")
+def target_vhost(name: str, target: dict[str, str]) -> None:
+    """The target's vhost (config-tested), one reload. Same uri on the same web server: this is the switch."""
+    tenv = target_env(name, target)
+    with connected(tenv.web) as transport:
+        apply_vhost(tenv, transport, tenv.site.status != "disabled")
+
+
+@step("probe-target")
+def probe_target(name: str, target: dict[str, str]) -> dict[str, Any]:
+    tenv = target_env(name, target)
+    return probe(tenv, tenv.site.status != "disabled")
+
+
+@step("unpin-backup")
+def unpin_backup(name: str, backup_id: str) -> None:
+    """A rolled-back migrate's backup is kept, but no longer pinned (retention may remove it)."""
+    site = registry.load_site(store(), name)
+    record(site, backups=[{**b, "pinned": False} if b["id"] == backup_id else b for b in site.backups])
+
+
+def _previous(env: SiteEnv) -> dict[str, Any]:
+    return {
+        "name": env.site.name,
+        "uri": env.site.uri,
+        "platform": env.platform.name,
+        "web_server": env.web.name,
+        "db_server": env.site.db_server,
+        "db_name": env.site.db_name,
+        "db_user": env.site.db_user,
+        "site_path": env.site_path,
+        "docroot": env.docroot,
+    }
+
+
+@step("previous-location")
+def previous_location(name: str) -> dict[str, Any]:
+    """Names of everything the old location holds (carried explicitly to the cleanup)."""
+    return _previous(site_env(name))
+
+
+@step("finish-migrate")
+def finish_migrate(name: str, target: dict[str, str], previous: dict[str, Any]) -> dict[str, Any]:
+    """The point of no return, idempotent: the record names the target (a rename moves it to the new name);
+    then the old dir, the old database and user (exactly those the old record named), the old vhost and
+    aliases go."""
+    s = store()
+    current = s.find(previous["name"])
+    if isinstance(current, SiteContext) and current.platform == previous["platform"] and current.uri == previous["uri"]:
+        tenv = target_env(name, target)
+        creds = tenv.site
+        moved = current.model_copy(
+            update={
+                "name": target["name"],
+                "uri": target["uri"],
+                "platform": target["platform"],
+                "db_server": target["db_server"],
+                "db_name": creds.db_name,
+                "db_user": creds.db_user,
+                "db_password": creds.db_password,
+                "verified": datetime.now(UTC),
+                "operation": current.operation if target["name"] == previous["name"] else None,
+            }
+        )
+        s.put(type(current).model_validate(moved.model_dump()))
+    new = registry.load_site(s, target["name"])
+    removed: list[str] = []
+    old_db = registry.load_server(s, previous["db_server"])
+    if (previous["db_server"], previous["db_name"]) != (new.db_server, new.db_name):
+        removed += SiteDatabases(MysqlService(old_db)).destroy(previous["db_name"], previous["db_user"])
+    old_web = registry.load_server(s, previous["web_server"])
+    with connected(old_web) as transport:
+        new_env = site_env(new.name)
+        if previous["site_path"] != new_env.site_path and transport.exists(previous["site_path"]):
+            transport.remove_tree(previous["site_path"])
+            removed.append(previous["site_path"])
+        if (previous["uri"], previous["web_server"]) != (new.uri, new_env.web.name):
+            http = http_service_for(old_web)
+            if http.remove_vhost(transport, previous["uri"]):
+                http.reload(transport)
+                removed.append(f"vhost {previous['uri']}")
+        if previous["docroot"] != new_env.docroot or previous["uri"] != new.uri:
+            site_files.update_sites_php(transport, previous["docroot"], previous["uri"], [])
+    if target["name"] != previous["name"] and current is not None:
+        s.remove(current)  # renamed: the old name is gone (its backups moved with the record)
+    get_run_logger().info("%s now on %s; removed: %s", new.name, new.platform, ", ".join(removed) or "nothing")
+    return {"name": new.name, "uri": new.uri, "platform": new.platform, "url": new_env.url, "db_name": new.db_name}

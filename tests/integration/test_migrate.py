@@ -1,0 +1,129 @@
+"""migrate-site and rename on real sample platforms (drush stand-in, MariaDB, nginx + php-fpm, Prefect API):
+an upgrade that runs updates, a refused schema downgrade, a rename, a failed updatedb that rolls back."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aegir import registry
+from tests.integration.helpers import aegir
+from tests.integration.sites import Hosting, enable_d7_module, make_hosting, query_site, site_database_exists
+from tests.integration.test_backup_restore import retitle, titles
+from tests.integration.test_install_site import install
+from tests.support.mariadb import databases
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def hosting(prefect_api, nginx_server, db_admin) -> Iterator[Hosting]:
+    from blocks.store import BlockStore
+
+    yield from make_hosting(BlockStore(prefect_api.url), nginx_server, db_admin, prefix="@server_mig")
+
+
+def schema(db: str, module: str) -> int:
+    return int(query_site(db, f"SELECT schema_version FROM system WHERE name = '{module}'")[0][0])
+
+
+def sites_dir(hosting: Hosting, platform: str) -> Path:
+    return Path(registry.load_platform(hosting.store, platform).docroot, "sites")
+
+
+def leftovers(hosting: Hosting, platform: str, uri: str) -> list[str]:
+    return sorted(p for p in os.listdir(sites_dir(hosting, platform)) if uri in p)
+
+
+def test_upgrade_older_to_newer_runs_updates_and_removes_the_old_site(prefect_api, hosting):
+    older, newer = hosting.verified_platform("d7-older"), hosting.verified_platform("d7-newer")
+    name = hosting.site(older)
+    uri = name[1:]
+    assert install(name).is_completed()
+    retitle(hosting, name, 7, "Content before the upgrade")
+    before = hosting.load_site(name)
+    system_before = schema(before.db_name, "system")
+
+    planned = aegir(prefect_api.env, "migrate", name, newer, "--dry-run")
+    assert planned.returncode == 0, planned.stderr
+    assert "Pre-flight:" in planned.stdout and "upgrade" in planned.stdout
+    assert hosting.load_site(name).platform == older  # the dry run changed nothing
+
+    done = aegir(prefect_api.env, "migrate", name, newer)
+    assert done.returncode == 0, done.stderr
+    after = hosting.load_site(name)
+    assert after.platform == newer and after.status == "installed" and after.operation is None
+    assert schema(after.db_name, "system") > system_before  # updatedb ran with the newer code
+    assert titles(hosting, name, 7) == ["Content before the upgrade"]
+    hosting.web.wait_for(uri, status=200, text=uri)
+    # the old site is gone: dir, database and user; the new one has its own
+    assert after.db_name != before.db_name and not site_database_exists(before.db_name)
+    assert leftovers(hosting, older, uri) == [] and leftovers(hosting, newer, uri) == [uri]
+    backup = after.backups[0]
+    assert backup["reason"] == "Pre-migration backup" and backup["pinned"]
+
+
+def test_schema_downgrade_is_refused_by_the_preflight_and_nothing_changes(prefect_api, hosting):
+    d7, older = hosting.verified_platform("d7"), hosting.verified_platform("d7-older")
+    name = hosting.site(d7)
+    assert install(name).is_completed()
+    enable_d7_module(hosting.load_site(name).db_name, "views", 7301)
+    before, dbs = hosting.load_site(name), databases()
+    refused = aegir(prefect_api.env, "migrate", name, older)
+    assert refused.returncode == 2, refused.stderr
+    assert "pre-flight refuses" in refused.stderr and "views" in refused.stderr and "schema downgrade" in refused.stderr
+    after = hosting.load_site(name)
+    assert (after.platform, after.db_name, after.backups) == (before.platform, before.db_name, before.backups)
+    assert databases() == dbs and leftovers(hosting, older, name[1:]) == []
+    hosting.web.wait_for(name[1:], status=200, text=name[1:])
+
+
+def test_rename_moves_content_paths_and_stops_serving_the_old_name(prefect_api, hosting):
+    d7 = hosting.verified_platform("d7")
+    name = hosting.site(d7)
+    old_uri = name[1:]
+    new_uri = "renamed-" + old_uri
+    hosting.sites.append("@" + new_uri)
+    assert install(name).is_completed()
+    old_db = hosting.load_site(name).db_name
+
+    done = aegir(prefect_api.env, "rename", name, new_uri)
+    assert done.returncode == 0, done.stderr
+    assert hosting.store.find(name) is None  # the context moved to its new name, with its backups
+    site = hosting.load_site("@" + new_uri)
+    assert site.uri == new_uri and site.platform == d7 and site.backups[0]["reason"] == "Pre-migration backup"
+    body = query_site(site.db_name, "SELECT body_value FROM field_data_body")[0][0]
+    assert f"sites/{new_uri}/files" in body and f"sites/{old_uri}/" not in body
+    hosting.web.wait_for(new_uri, status=200, text=new_uri)
+    hosting.web.wait_for(old_uri, status=404)
+    assert not site_database_exists(old_db)
+    assert leftovers(hosting, d7, old_uri) == [new_uri]  # only the new dir ("renamed-<old>") holds the old name
+    sites_php = (
+        (sites_dir(hosting, d7) / "sites.php").read_text() if (sites_dir(hosting, d7) / "sites.php").exists() else ""
+    )
+    assert f"'{old_uri}'" not in sites_php
+
+
+def test_failed_updatedb_rolls_everything_back(prefect_api, hosting):
+    d7, failing = hosting.verified_platform("d7"), hosting.verified_platform("d7-updatefail")
+    name = hosting.site(d7)
+    uri = name[1:]
+    assert install(name).is_completed()
+    retitle(hosting, name, 7, "Kept through a failed migrate")
+    before, dbs = hosting.load_site(name), databases()
+
+    failed = aegir(prefect_api.env, "migrate", name, failing)
+    assert failed.returncode == 1
+    assert "updatedb" in failed.stderr.lower() and "rolled back:" in failed.stderr
+    after = hosting.load_site(name)
+    assert (after.platform, after.db_name, after.status) == (before.platform, before.db_name, "installed")
+    assert after.operation is None
+    assert databases() == dbs  # the target database is gone again
+    assert leftovers(hosting, failing, uri) == []
+    assert titles(hosting, name, 7) == ["Kept through a failed migrate"]
+    hosting.web.wait_for(uri, status=200, text=uri)
+    # the backup is kept, no longer pinned
+    assert after.backups[0]["reason"] == "Pre-migration backup" and not after.backups[0]["pinned"]
