@@ -517,6 +517,30 @@ def rename(
 
 
 @app.command()
+def clone(
+    name: str = typer.Argument(..., help="The source site, e.g. @example.com"),
+    new_uri: str = typer.Argument(..., help="The clone's domain, e.g. staging.example.com"),
+    platform: str | None = typer.Argument(None, help="The clone's platform (default: the source's)"),
+    db_server: str | None = typer.Option(None, "--db_server", "--db-server", help="The clone's db server"),
+) -> None:
+    """Clone a site under a new domain: its own database, user and site block; the source stays online and
+    untouched."""
+
+    def run() -> None:
+        store = _store()
+        result = run_task_flow(
+            "flows.clone_site:clone_site",
+            site=_site_name(name),
+            new_uri=new_uri,
+            platform=registry.load_platform(store, platform).name if platform else None,
+            db_server=registry.load_server(store, db_server).name if db_server else None,
+        )
+        typer.echo(f"Cloned {name} to {result['name']} on {result['platform']}: {result['url']}")
+
+    guarded(run)
+
+
+@app.command()
 def resume(
     flow_run_id: str = typer.Argument(..., help="The id of the interrupted (or failed) flow run"),
     force: bool = typer.Option(False, "--force", help="Take over a run still marked running on another host"),

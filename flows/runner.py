@@ -48,6 +48,7 @@ FLOWS = {
     "delete-site": "flows.delete_site:delete_site",
     "compare-site": "flows.compare_site:compare_site",
     "migrate-site": "flows.migrate_site:migrate_site",
+    "clone-site": "flows.clone_site:clone_site",
 }
 
 

@@ -10,6 +10,7 @@ from prefect.artifacts import create_table_artifact
 from pydantic import SecretStr
 
 from aegir import registry
+from aegir.archive import delete_archive
 from aegir.contexts import SiteContext, check_hostname
 from aegir.drupal import site as site_files
 from aegir.drupal.compare import compare_site
@@ -136,6 +137,8 @@ def validate_migrate(
         raise InputError("db_server", f"{db.name} has no database service")
     target = {"platform": target_platform.name, "uri": uri, "name": f"@{uri}" if uri != env.site.uri else env.site.name}
     target["db_server"] = db.name
+    if clone:
+        target["clone"] = "yes"
     if clone and uri == env.site.uri:
         raise InputError("new_uri", "a clone needs its own domain")
     if not clone and (target_platform.name, uri, db.name) == (env.platform.name, env.site.uri, env.site.db_server):
@@ -325,3 +328,17 @@ def finish_migrate(name: str, target: dict[str, str], previous: dict[str, Any]) 
         s.remove(current)  # renamed: the old name is gone (its backups moved with the record)
     get_run_logger().info("%s now on %s; removed: %s", new.name, new.platform, ", ".join(removed) or "nothing")
     return {"name": new.name, "uri": new.uri, "platform": new.platform, "url": new_env.url, "db_name": new.db_name}
+
+
+@step("create-clone")
+def create_clone(name: str, target: dict[str, str], archive: str) -> dict[str, Any]:
+    """The point of no return of a clone, idempotent: the clone's own site block (its own database and user,
+    no aliases, no backups yet); the temporary archive removed."""
+    s = store()
+    tenv = target_env(name, target)
+    if s.find(target["name"]) is None:
+        facts = {**tenv.site.model_dump(), "verified": datetime.now(UTC), "packages": []}
+        s.put(SiteContext.model_validate(facts))
+    delete_archive(archive)
+    get_run_logger().info("%s cloned to %s on %s", name, tenv.site.name, tenv.platform.name)
+    return {"name": tenv.site.name, "uri": tenv.site.uri, "platform": tenv.platform.name, "url": tenv.url}

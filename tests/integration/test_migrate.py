@@ -127,3 +127,56 @@ def test_failed_updatedb_rolls_everything_back(prefect_api, hosting):
     hosting.web.wait_for(uri, status=200, text=uri)
     # the backup is kept, no longer pinned
     assert after.backups[0]["reason"] == "Pre-migration backup" and not after.backups[0]["pinned"]
+
+
+def test_clone_gives_two_independent_sites_and_deleting_the_clone_spares_the_source(prefect_api, hosting):
+    d7 = hosting.verified_platform("d7")
+    source = hosting.site(d7)
+    clone_uri = "clone-" + source[1:]
+    hosting.sites.append("@" + clone_uri)
+    assert install(source).is_completed()
+    retitle(hosting, source, 7, "Source content")
+    before = hosting.load_site(source)
+
+    taken = aegir(prefect_api.env, "clone", source, source[1:])
+    assert taken.returncode == 2 and "new_uri" in taken.stderr
+
+    done = aegir(prefect_api.env, "clone", source, clone_uri)
+    assert done.returncode == 0, done.stderr
+    clone = hosting.load_site("@" + clone_uri)
+    assert clone.db_name not in (None, before.db_name) and clone.db_user != before.db_user
+    assert clone.aliases == [] and clone.backups == [] and clone.status == "installed"
+    body = query_site(clone.db_name, "SELECT body_value FROM field_data_body")[0][0]
+    assert f"sites/{clone_uri}/files" in body
+    hosting.web.wait_for(clone_uri, status=200, text=clone_uri)
+    hosting.web.wait_for(source[1:], status=200, text=source[1:])
+    after = hosting.load_site(source)
+    assert (after.db_name, after.platform, after.operation) == (before.db_name, before.platform, None)
+
+    # independent: the clone's content changes, the source's does not
+    retitle(hosting, "@" + clone_uri, 7, "Clone content")
+    assert titles(hosting, source, 7) == ["Source content"]
+    # deleting the clone can never touch the source's database
+    assert aegir(prefect_api.env, "disable", "@" + clone_uri).returncode == 0
+    deleted = aegir(prefect_api.env, "delete", "@" + clone_uri)
+    assert deleted.returncode == 0, deleted.stderr
+    assert not site_database_exists(clone.db_name) and site_database_exists(before.db_name)
+    assert titles(hosting, source, 7) == ["Source content"]
+    hosting.web.wait_for(source[1:], status=200, text=source[1:])
+
+
+def test_failed_clone_rolls_back_and_leaves_no_trace(prefect_api, hosting):
+    d7 = hosting.verified_platform("d7")
+    source = hosting.site(d7)
+    clone_uri = "failed-" + source[1:]
+    hosting.sites.append("@" + clone_uri)
+    assert install(source).is_completed()
+    dbs = databases()
+    env = {**prefect_api.env, "AEGIR_FAULT": "probe-target:before:raise"}
+    failed = aegir(env, "clone", source, clone_uri)
+    assert failed.returncode == 1 and "rolled back:" in failed.stderr, failed.stderr
+    assert hosting.store.find("@" + clone_uri) is None
+    assert databases() == dbs and leftovers(hosting, d7, clone_uri) == []
+    hosting.web.wait_for(clone_uri, status=404)
+    assert hosting.load_site(source).operation is None
+    hosting.web.wait_for(source[1:], status=200, text=source[1:])
