@@ -202,6 +202,9 @@ class ServerContext(ContextBase):
     backup_compression: Literal["gzip", "zstd"] = Field(
         "gzip", description="Compression of backups kept on this server: gzip (.tar.gz, Aegir's) or zstd (faster)"
     )
+    db_task_limit: int = Field(
+        2, ge=1, le=64, description="Database dumps and imports that may run at once against this db server"
+    )
     # recorded by verify
     http_version: str | None = Field(None, description="Web server version seen at the last verify")
     db_version: str | None = Field(None, description="Database server version seen at the last verify")

@@ -34,6 +34,9 @@ import pymysql
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.report import write_section  # noqa: E402 (the repo root is on the path only now)
+
 AEGIR = str(Path(sys.executable).with_name("aegir"))
 URI = "bench.example.test"
 DB = "aegir_bench_site"
@@ -195,7 +198,6 @@ anything, then decompresses it again to extract; that second pass is the 1.2×."
 
 def write_report(rows: list[tuple[str, float, float, float]], args: argparse.Namespace) -> None:
     lines = [
-        "<!-- backup:start -->",
         "## Backup and restore (`bench/backup.py`)",
         "",
         f"A site with {args.db_mb} MB of database rows and {args.files_mb} MB of files (half text, half random "
@@ -207,18 +209,8 @@ def write_report(rows: list[tuple[str, float, float, float]], args: argparse.Nam
         *(f"| {name} | {o:.2f} | {r:.2f} | {ratio:.2f}× |" for name, o, r, ratio in rows),
         "",
         *NOTES.splitlines(),
-        "<!-- backup:end -->",
     ]
-    doc = ROOT / "docs" / "benchmarks.md"
-    text = doc.read_text()
-    section = "\n".join(lines)
-    if "<!-- backup:start -->" in text:
-        head, rest = text.split("<!-- backup:start -->", 1)
-        text = head + section + rest.split("<!-- backup:end -->", 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    doc.write_text(text)
-    print(section)
+    write_section("backup", lines)
 
 
 if __name__ == "__main__":

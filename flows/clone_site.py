@@ -7,7 +7,6 @@ from typing import Any
 
 from prefect import flow
 
-from aegir.errors import InputError
 from tasks import backup as backups
 from tasks import migrate as steps
 from tasks import site as sites
@@ -33,11 +32,7 @@ def clone_site(site: str, new_uri: str, platform: str | None = None, db_server: 
         sites.load_site(name)
         previous = steps.previous_location(name)
         target = steps.validate_migrate(name, platform or previous["platform"], new_uri, db_server, clone=True)
-        if target["platform"] != previous["platform"]:
-            comparison = steps.compare_packages(name, target["platform"])
-            if not comparison["ok"]:
-                errors = [f"{c['name']}: {c['reason']}" for c in comparison["changes"] if c["status"] == "error"]
-                raise InputError("platform", f"the pre-flight refuses {target['platform']}: {'; '.join(errors)}")
+        steps.preflight(name, target)
         # 2. A backup of the live source (it stays online: consistent dump, --single-transaction).
         archive = backups.backup_archive(name, CLONE_SOURCE, None, False)
         op.push("temporary archive removed", backups.discard_archive, archive["file"])

@@ -31,19 +31,13 @@ def install_site(site: str, force_reinstall: bool = False) -> dict[str, Any]:
             # 2. Reinstall: the old site dir is moved aside (kept until the new site works).
             previous = steps.set_aside_previous(name)
             op.push("previous site restored", steps.restore_previous, name, previous)
-        # 3. Database and user with a random password, grants on exactly that database.
-        db = steps.create_database(name)
-        op.push(
-            f"database {db['db_name']} dropped",
-            steps.drop_database,
-            name,
-            db["db_server"],
-            db["db_name"],
-            db["db_user"],
-        )
+        # 3. Database and user with a random password, grants on exactly that database (recorded first).
+        op.push("new database dropped", steps.drop_new_database, name, previous["db_name"] if previous else None)
+        steps.create_database(name)
         # 4. Site directory with Aegir's modes, settings.php (cloaked credentials), CLI credentials file.
-        path = steps.create_site_files(name)
+        path = steps.site_env(name).site_path
         op.push(f"{path} removed", steps.remove_site_files, name, path)
+        steps.create_site_files(name)
         # 5. drush site-install with the site's profile and language.
         steps.drush_site_install(name)
         # 6. The vhost, config-tested, then a reload.

@@ -8,7 +8,6 @@ from typing import Any
 
 from prefect import flow
 
-from aegir.errors import InputError
 from tasks import backup as backups
 from tasks import migrate as steps
 from tasks import restore
@@ -40,13 +39,8 @@ def migrate_site(
         sites.load_site(name)
         target = steps.validate_migrate(name, platform, new_uri, db_server)
         previous = steps.previous_location(name)
-        comparison = None
-        if target["platform"] != previous["platform"]:
-            comparison = steps.compare_packages(name, target["platform"])
-            if not comparison["ok"]:
-                errors = [f"{c['name']}: {c['reason']}" for c in comparison["changes"] if c["status"] == "error"]
-                raise InputError("platform", f"the pre-flight refuses {target['platform']}: {'; '.join(errors)}")
-        plan = {"target": target, "comparison": comparison and comparison["summary"]}
+        comparison = steps.preflight(name, target)
+        plan = {"target": target, "comparison": comparison}
         if dry_run:
             return {"name": name, "dry_run": True, **plan}
         # 2. Maintenance mode on; a pinned backup (kept but unpinned if the migrate is rolled back).
@@ -65,7 +59,7 @@ def migrate_site(
             steps.rename_fixups(name, target, previous["uri"])
         steps.target_cache_clear(name, target)
         # 5. The target's vhost (the switch, when the uri and web server stay), verified through the web server.
-        op.push("vhost of the old location rewritten", sites.write_vhost, name)
+        op.push("vhost of the old location back", sites.restore_vhost, name)
         steps.target_vhost(name, target)
         steps.target_maintenance(name, target, False)
         steps.probe_target(name, target)

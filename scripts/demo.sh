@@ -99,3 +99,23 @@ $AEGIR backups @d7.demo.test
 $AEGIR restore @d7.demo.test latest
 echo "demo: after the restore, curl -H 'Host: d7.demo.test' http://127.0.0.1/ ->" \
   "$(curl -s -H 'Host: d7.demo.test' http://127.0.0.1/ | grep -o '<title>[^<]*</title>')"
+
+# 9. Upgrade, clone, rename: a newer platform, the pre-flight, the migrate (updates run, the old copy goes
+#    only after the new one answers); a clone of the upgraded site, renamed.
+[ -d "$AEGIR_ROOT/platforms/sample-d7-newer" ] || \
+  .venv/bin/python -m tests.fixtures.drupal.make_platforms d7-newer "$AEGIR_ROOT/platforms/sample-d7-newer" >/dev/null
+$AEGIR save @platform_sample_d7_newer --context_type=platform --root="$AEGIR_ROOT/platforms/sample-d7-newer" \
+  --drush="$STANDIN_DRUSH"
+$AEGIR verify @platform_sample_d7_newer
+if $AEGIR show @d7.demo.test --json | grep -q '"platform": "@platform_sample_d7"'; then
+  $AEGIR compare @d7.demo.test @platform_sample_d7_newer --changed
+  $AEGIR migrate @d7.demo.test @platform_sample_d7_newer
+fi
+if ! $AEGIR show @preview.d7.demo.test >/dev/null 2>&1; then
+  $AEGIR show @staging.d7.demo.test >/dev/null 2>&1 || $AEGIR clone @d7.demo.test staging.d7.demo.test
+  $AEGIR rename @staging.d7.demo.test preview.d7.demo.test
+fi
+for host in d7.demo.test preview.d7.demo.test staging.d7.demo.test; do
+  echo "demo: curl -H 'Host: $host' http://127.0.0.1/ -> HTTP $(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host" \
+    http://127.0.0.1/)"
+done

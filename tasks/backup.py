@@ -18,6 +18,7 @@ from aegir.transport.factory import connected
 from aegir.transport.local import LocalTransport
 
 from .common import record, step, store
+from .operation import db_slot
 from .site import SiteEnv, site_env
 
 ON_REQUEST = "Generated on request"
@@ -47,7 +48,7 @@ def backup_archive(name: str, reason: str, compression: str | None = None, pinne
         "reason": reason,
     }
     master = LocalTransport("localhost")
-    with connected(env.web) as web:
+    with connected(env.web) as web, db_slot(env.db):
         info = create_archive(
             path=path,
             site_transport=web,

@@ -23,6 +23,7 @@ from aegir.transport.factory import connected
 from aegir.transport.local import LocalTransport
 
 from .common import store
+from .operation import db_slot
 from .site import SiteEnv
 
 
@@ -56,7 +57,7 @@ def deploy(env: SiteEnv, backup: dict[str, Any], planned: dict[str, str]) -> dic
                     expected_sha256=backup.get("sha256"),
                 )
             databases.create(db_name, db_name, password, hosts)
-            with open(dump_path, "rb") as source:
+            with open(dump_path, "rb") as source, db_slot(env.db):
                 import_database(LocalTransport("localhost"), env.db, db_name, source)
             creds = DbParams("mysql", db_name, db_name, password, env.db.db_address, env.db.db_port)
             web.write_file(

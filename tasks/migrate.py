@@ -162,6 +162,19 @@ def validate_migrate(
     return target
 
 
+@step("preflight")
+def preflight(name: str, target: dict[str, str]) -> str | None:
+    """On another platform: the package comparison (compare-packages); an error refuses the target before
+    anything is touched. Returns the comparison's summary (None on the same platform)."""
+    if target["platform"] == site_env(name).platform.name:
+        return None
+    comparison = compare_packages.fn(name, target["platform"])
+    if not comparison["ok"]:
+        errors = [f"{c['name']}: {c['reason']}" for c in comparison["changes"] if c["status"] == "error"]
+        raise InputError("platform", f"the pre-flight refuses {target['platform']}: {'; '.join(errors)}")
+    return comparison["summary"]
+
+
 @step("plan-target")
 def plan_target(name: str, target: dict[str, str]) -> dict[str, str]:
     """The target site dir and a free database name on the target db server (journaled before the deploy)."""

@@ -32,7 +32,7 @@ from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 
 from aegir import registry
-from aegir.contexts import SiteContext
+from aegir.contexts import ServerContext, SiteContext
 from aegir.errors import AegirError
 
 from .common import TaskFailed, store
@@ -275,6 +275,17 @@ def site_lock(name: str) -> Iterator[None]:
                     logger.info("waiting: %s", busy)
         if waited_since is not None:
             logger.info("%s: lock acquired after %.0f s", site.name, time.monotonic() - waited_since)
+        yield
+
+
+@contextlib.contextmanager
+def db_slot(server: ServerContext) -> Iterator[None]:
+    """One of the db server's ``db_task_limit`` slots (limit ``db-<slug>``) for a dump or an import."""
+    limit = f"db-{server.slug}"
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(limit, server.db_task_limit)
+    holder = ConcurrencyLeaseHolder(type="flow_run", id=flow_run.id) if flow_run.id else None
+    with concurrency(limit, occupy=1, strict=True, lease_duration=LEASE_SECONDS, holder=holder):
         yield
 
 

@@ -132,7 +132,7 @@ def switch_back(name: str, previous: dict[str, Any]) -> None:
             record(env.site, status=previous["status"], db_name=None, db_user=None, db_password=None)
             return
         env = record_credentials(env, site_files.read_credentials(web, env.site_path), previous["status"])
-        apply_vhost(env, web)
+        apply_vhost(env, web, always_reload=False)
 
 
 @step("remove-previous")

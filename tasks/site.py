@@ -129,11 +129,14 @@ def stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%d%H%M%S")
 
 
-def apply_vhost(env: SiteEnv, transport: Transport, enabled: bool | None = None) -> bool:
-    """Write the site's vhost (config-tested; the previous one is restored if the test fails), one reload."""
+def apply_vhost(env: SiteEnv, transport: Transport, enabled: bool | None = None, always_reload: bool = True) -> bool:
+    """Write the site's vhost (config-tested; the previous one is restored if the test fails), then one
+    reload — always (verify: what is on disk is what runs), or only if it changed (undo steps: a rollback must
+    not depend on a reload that nothing needs)."""
     http = http_service_for(env.web)
     changed = http.write_vhost(transport, env.vhost(enabled))
-    http.reload(transport)
+    if changed or always_reload:
+        http.reload(transport)
     return changed
 
 
@@ -216,11 +219,11 @@ def restore_previous(name: str, previous: dict[str, Any]) -> None:
     """Undo of set-aside-previous: the old site dir and its database credentials back, status as before."""
     env = site_env(name)
     with connected(env.web) as transport:
-        if previous["aside"]:
+        if previous["aside"] and transport.exists(previous["aside"]):
             transport.remove_tree(env.site_path)
             site_files.move_dir(transport, previous["aside"], env.site_path)
         env = record_credentials(env, site_files.read_credentials(transport, env.site_path), previous["status"])
-        apply_vhost(env, transport)
+        apply_vhost(env, transport, always_reload=False)
 
 
 @step("create-database", **TRANSIENT_RETRIES)
@@ -239,15 +242,16 @@ def create_database(name: str) -> dict[str, str]:
     return {"db_server": env.db.name, "db_name": db_name, "db_user": db_name}
 
 
-@step("drop-database", **TRANSIENT_RETRIES)
-def drop_database(name: str, db_server: str, db_name: str, db_user: str) -> list[str]:
-    """Drop exactly the database and user given (never derived again from the uri)."""
-    server = registry.load_server(store(), db_server)
-    removed = SiteDatabases(MysqlService(server)).destroy(db_name, db_user)
-    site = registry.load_site(store(), name)
-    if site.db_name == db_name:
-        record(site, db_name=None, db_user=None, db_password=None)
-    get_run_logger().info("removed %s", ", ".join(removed) or "nothing (already gone)")
+@step("drop-new-database", **TRANSIENT_RETRIES)
+def drop_new_database(name: str, keep: str | None) -> list[str]:
+    """Undo of create-database: drop exactly the database and user the site record names (create-database
+    records them before creating them) — unless it is ``keep``, a replaced site's own database."""
+    env = site_env(name)
+    if not env.site.db_name or env.site.db_name == keep:
+        return []
+    removed = env.databases().destroy(env.site.db_name, env.site.db_user)
+    record(env.site, db_name=None, db_user=None, db_password=None)
+    get_run_logger().info("removed %s", ", ".join(removed) or "nothing (never created)")
     return removed
 
 
@@ -289,6 +293,14 @@ def write_vhost(name: str, enabled: bool | None = None) -> bool:
     env = site_env(name)
     with connected(env.web) as transport:
         return apply_vhost(env, transport, enabled)
+
+
+@step("restore-vhost")
+def restore_vhost(name: str) -> bool:
+    """Undo step: the vhost the site record describes, back in place; a reload only if it had changed."""
+    env = site_env(name)
+    with connected(env.web) as transport:
+        return apply_vhost(env, transport, always_reload=False)
 
 
 @step("remove-vhost")

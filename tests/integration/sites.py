@@ -9,12 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pymysql
-
 from aegir import registry
 from aegir.contexts import SiteContext
 from tests.fixtures.drupal import make_platforms
 from tests.integration.helpers import unique
+from tests.support import mariadb
 from tests.support.mariadb import root_connection
 from tests.support.webservers import WebServer, make_tmpdir
 
@@ -97,7 +96,7 @@ def site_database_exists(name: str) -> bool:
 
 
 def query_site(db: str, sql: str) -> list[tuple]:
-    conn = pymysql.connect(host="127.0.0.1", user="root", password="", database=db)
+    conn = mariadb.connect(db)
     with conn, conn.cursor() as cur:
         cur.execute(sql)
         return list(cur.fetchall())
@@ -105,7 +104,7 @@ def query_site(db: str, sql: str) -> list[tuple]:
 
 def enable_d7_module(db: str, module: str, schema_version: int) -> None:
     """What `drush en` leaves in a Drupal 7 database for an extra module: status 1 and its schema version."""
-    conn = pymysql.connect(host="127.0.0.1", user="root", password="", database=db, autocommit=True)
+    conn = mariadb.connect(db, autocommit=True)
     try:
         with conn.cursor() as cur:
             changed = cur.execute(

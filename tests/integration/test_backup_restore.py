@@ -15,6 +15,7 @@ from aegir import registry
 from tests.integration.helpers import aegir
 from tests.integration.sites import Hosting, make_hosting, query_site, site_database_exists
 from tests.integration.test_install_site import install
+from tests.support import mariadb
 
 pytestmark = pytest.mark.integration
 
@@ -34,10 +35,8 @@ def titles(hosting: Hosting, name: str, major: int) -> list[str]:
 
 
 def retitle(hosting: Hosting, name: str, major: int, title: str) -> None:
-    import pymysql
-
     db = hosting.load_site(name).db_name
-    with pymysql.connect(host="127.0.0.1", user="root", password="", database=db, autocommit=True) as conn:
+    with mariadb.connect(db, autocommit=True) as conn:
         conn.cursor().execute(f"UPDATE {CONTENT[major]} SET title = %s", (title,))
 
 

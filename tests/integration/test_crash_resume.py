@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from aegir import registry
+from aegir.contexts import slugify
 from tests.integration.helpers import AEGIR, aegir, flow_run, flow_run_logs
 from tests.integration.sites import Hosting, make_hosting
 from tests.integration.test_backup_restore import retitle, titles
@@ -45,7 +46,12 @@ def site(prefect_api, hosting) -> dict[str, str]:
     made = aegir(prefect_api.env, "backup", name, "--description=the original")
     assert made.returncode == 0, made.stderr
     docroot = registry.load_platform(hosting.store, platform).docroot
-    return {"name": name, "backup": hosting.load_site(name).backups[0]["id"], "sites": os.path.join(docroot, "sites")}
+    return {
+        "name": name,
+        "platform": platform,
+        "backup": hosting.load_site(name).backups[0]["id"],
+        "sites": os.path.join(docroot, "sites"),
+    }
 
 
 def run_id(stderr: str) -> str:
@@ -59,6 +65,14 @@ def killed_at(env: dict[str, str], fault: str, *args: str) -> str:
     done = aegir({**env, "AEGIR_FAULT": fault}, *args)
     assert done.returncode == KILLED, (fault, done.returncode, done.stderr)
     return run_id(done.stderr)
+
+
+def wait_for_log(api_url: str, run: str, text: str) -> None:
+    """Run logs reach the API in batches, shortly after the run: wait for ``text`` (up to 15 s)."""
+    deadline = time.monotonic() + 15
+    while text not in flow_run_logs(api_url, run):
+        assert time.monotonic() < deadline, f"{text!r} not in the logs of {run}"
+        time.sleep(0.5)
 
 
 def resume(run: str) -> None:
@@ -83,8 +97,7 @@ def running(hosting: Hosting, name: str, task: str, proc: subprocess.Popen) -> N
 
 
 def lock_slots(api_url: str, name: str) -> int:
-    slug = name[1:].replace(".", "-")
-    response = httpx.get(f"{api_url}/v2/concurrency_limits/site-{slug}", timeout=10)
+    response = httpx.get(f"{api_url}/v2/concurrency_limits/site-{slugify(name)}", timeout=10)
     response.raise_for_status()
     return response.json()["active_slots"]
 
@@ -106,27 +119,20 @@ def assert_whole(prefect_api, hosting: Hosting, site: dict[str, str], content: l
     assert lock_slots(prefect_api.url, name) == 0
 
 
-RESTORE_KILL_POINTS = [
-    "validate-restore:after",
-    "maintenance-mode#1:after",
-    "backup-archive:after",
-    "record-backup:after",
-    "plan-deploy:after",
-    "deploy-archive:before",
-    "deploy-archive:after",
-    "plan-switch:after",
-    "switch-site:after",
-    "write-site-files:after",
-    "write-vhost:after",
-    "maintenance-mode#2:after",
-    "probe-site:after",
-    "record-packages:after",
-    "remove-previous:before",
-    "remove-previous:after",
-]
+def kill_points(text: str) -> list[str]:
+    return [f"{point}:kill" for point in text.split()]
 
 
-@pytest.mark.parametrize("fault", [f"{p}:kill" for p in RESTORE_KILL_POINTS])
+# a kill after every step that changes something (read-only steps — planning, probing — leave the world as
+# the step before them did), and right before the first and the last
+RESTORE_KILL_POINTS = kill_points("""
+    validate-restore:after maintenance-mode#1:after backup-archive:after record-backup:after
+    deploy-archive:before deploy-archive:after switch-site:after write-site-files:after
+    write-vhost:after maintenance-mode#2:after remove-previous:before remove-previous:after
+""")
+
+
+@pytest.mark.parametrize("fault", RESTORE_KILL_POINTS)
 def test_restore_killed_at_each_step_then_resumed_is_fully_restored(prefect_api, hosting, site, fault):
     name = site["name"]
     original = titles(hosting, name, 7)
@@ -135,8 +141,7 @@ def test_restore_killed_at_each_step_then_resumed_is_fully_restored(prefect_api,
 
     resume(run)
     assert flow_run(prefect_api.url, run)["state_type"] == "COMPLETED"
-    logs = flow_run_logs(prefect_api.url, run)
-    assert "was interrupted: recovering" in logs
+    wait_for_log(prefect_api.url, run, "was interrupted: recovering")
     assert_whole(prefect_api, hosting, site, [t for t in original])
     assert titles(hosting, name, 7) != [f"changed before {fault}"]
 
@@ -158,19 +163,13 @@ def test_another_task_after_a_crash_rolls_the_interrupted_restore_back(prefect_a
     assert "changed, then a restore crashed" not in titles(hosting, name, 7)
 
 
-DELETE_KILL_POINTS = [
-    "validate-delete:after",
-    "backup-archive:after",
-    "record-backup:after",
-    "remove-vhost:after",
-    "plan-aside:after",
-    "set-aside-site-dir:after",
-    "destroy-site:before",
-    "destroy-site:after",
-]
+DELETE_KILL_POINTS = kill_points("""
+    backup-archive:after record-backup:after remove-vhost:after set-aside-site-dir:after
+    destroy-site:before destroy-site:after
+""")
 
 
-@pytest.mark.parametrize("fault", [f"{p}:kill" for p in DELETE_KILL_POINTS])
+@pytest.mark.parametrize("fault", DELETE_KILL_POINTS)
 def test_delete_killed_at_each_step_then_resumed_is_fully_deleted(prefect_api, hosting, site, fault):
     name, uri = site["name"], site["name"][1:]
     assert run_flow("flows.disable_enable:disable_site", site=name).is_completed()
@@ -189,6 +188,43 @@ def test_delete_killed_at_each_step_then_resumed_is_fully_deleted(prefect_api, h
     # the pre-delete backup brings it back, whole
     assert run_flow("flows.restore_site:restore_site", site=name).is_completed()
     assert_whole(prefect_api, hosting, site, titles(hosting, name, 7))
+
+
+MIGRATE_KILL_POINTS = kill_points("""
+    maintenance-mode#1:after record-backup:after deploy-target:before deploy-target:after
+    updatedb:after target-cache-clear:after target-vhost:after target-maintenance:after
+    finish-migrate:before finish-migrate:after
+""")
+
+
+@pytest.fixture(scope="module")
+def twin(hosting, site) -> str:
+    """A second platform with the same code as the site's: migrates go back and forth between the two."""
+    return hosting.verified_platform("d7-same")
+
+
+@pytest.mark.parametrize("fault", MIGRATE_KILL_POINTS)
+def test_migrate_killed_at_each_step_then_resumed_is_fully_migrated(prefect_api, hosting, site, twin, fault):
+    name, uri = site["name"], site["name"][1:]
+    record = hosting.load_site(name)
+    source = record.platform
+    target = twin if source == site["platform"] else site["platform"]
+    content = titles(hosting, name, 7)
+    run = killed_at(prefect_api.env, fault, "migrate", name, target)
+
+    resume(run)
+    after = hosting.load_site(name)
+    assert after.platform == target and after.operation is None
+    moved = {**site, "sites": site_dirs(hosting, target)}
+    assert_whole(prefect_api, hosting, moved, content)
+    assert (
+        not Path(site_dirs(hosting, source), uri).exists()
+        and stray_dirs({**site, "sites": site_dirs(hosting, source)}) == []
+    )
+
+
+def site_dirs(hosting: Hosting, platform: str) -> str:
+    return os.path.join(registry.load_platform(hosting.store, platform).docroot, "sites")
 
 
 def test_one_task_at_a_time_per_site(prefect_api, hosting, site):
@@ -212,12 +248,15 @@ def test_one_task_at_a_time_per_site(prefect_api, hosting, site):
         waited = aegir(prefect_api.env, "verify", name)
         assert waited.returncode == 0, waited.stderr
         assert slow.wait(timeout=60) == 0
-        logs = flow_run_logs(prefect_api.url, run_id(waited.stderr))
-        assert "waiting: " in logs and "busy with backup-site" in logs
+        wait_for_log(prefect_api.url, run_id(waited.stderr), "busy with backup-site")
+        assert "waiting: " in flow_run_logs(prefect_api.url, run_id(waited.stderr))
     finally:
         if slow.poll() is None:
             slow.kill()
     assert lock_slots(prefect_api.url, name) == 0
+    # the backup's dump held one of the db server's slots (db_task_limit, default 2), released since
+    db_limit = httpx.get(f"{prefect_api.url}/v2/concurrency_limits/db-{slugify(hosting.server)}").json()
+    assert db_limit["limit"] == 2 and db_limit["active_slots"] == 0
 
 
 def test_resume_refuses_unknown_runs_and_live_ones(prefect_api, hosting, site):

@@ -38,12 +38,18 @@ def leftovers(hosting: Hosting, platform: str, uri: str) -> list[str]:
     return sorted(p for p in os.listdir(sites_dir(hosting, platform)) if uri in p)
 
 
-def test_upgrade_older_to_newer_runs_updates_and_removes_the_old_site(prefect_api, hosting):
-    older, newer = hosting.verified_platform("d7-older"), hosting.verified_platform("d7-newer")
-    name = hosting.site(older)
-    uri = name[1:]
+def installed(hosting: Hosting, kinds: tuple[str, str], content: str) -> tuple[str, str, str]:
+    """Two verified platforms of these kinds and a site installed on the first, its content set."""
+    source, target = (hosting.verified_platform(k) for k in kinds)
+    name = hosting.site(source)
     assert install(name).is_completed()
-    retitle(hosting, name, 7, "Content before the upgrade")
+    retitle(hosting, name, 7, content)
+    return source, target, name
+
+
+def test_upgrade_older_to_newer_runs_updates_and_removes_the_old_site(prefect_api, hosting):
+    older, newer, name = installed(hosting, ("d7-older", "d7-newer"), "Content before the upgrade")
+    uri = name[1:]
     before = hosting.load_site(name)
     system_before = schema(before.db_name, "system")
 
@@ -108,11 +114,8 @@ def test_rename_moves_content_paths_and_stops_serving_the_old_name(prefect_api, 
 
 
 def test_failed_updatedb_rolls_everything_back(prefect_api, hosting):
-    d7, failing = hosting.verified_platform("d7"), hosting.verified_platform("d7-updatefail")
-    name = hosting.site(d7)
+    d7, failing, name = installed(hosting, ("d7", "d7-updatefail"), "Kept through a failed migrate")
     uri = name[1:]
-    assert install(name).is_completed()
-    retitle(hosting, name, 7, "Kept through a failed migrate")
     before, dbs = hosting.load_site(name), databases()
 
     failed = aegir(prefect_api.env, "migrate", name, failing)

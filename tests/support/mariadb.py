@@ -1,9 +1,10 @@
 """MariaDB for the tests: the machine's server on 127.0.0.1:3306 (root, empty password, as on the
-development machines), and a real admin account with a password per session, so tests can prove that
-passwords never leak."""
+development machines; or a private one on AEGIR_TEST_MARIADB_PORT, see scripts/test.sh), and a real admin
+account with a password per session, so tests can prove that passwords never leak."""
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterator
 from typing import Any
@@ -11,11 +12,18 @@ from typing import Any
 import pymysql
 import pytest
 
-MARIADB = {"db_service_type": "mysql", "db_host": "127.0.0.1", "db_port": 3306}
+# scripts/test.sh runs a second shard of the suite against a private MariaDB on another port
+PORT = int(os.environ.get("AEGIR_TEST_MARIADB_PORT", "3306"))
+MARIADB = {"db_service_type": "mysql", "db_host": "127.0.0.1", "db_port": PORT}
+
+
+def connect(database: str | None = None, **options: Any) -> pymysql.connections.Connection:
+    """root on the test MariaDB."""
+    return pymysql.connect(host="127.0.0.1", port=PORT, user="root", password="", database=database, **options)
 
 
 def root_connection() -> pymysql.connections.Connection:
-    return pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", autocommit=True)
+    return connect(autocommit=True)
 
 
 def databases() -> set[str]:
