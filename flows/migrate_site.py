@@ -21,7 +21,7 @@ PRE_MIGRATE = "Pre-migration backup"
 def migrate_site(
     site: str, platform: str, new_uri: str | None = None, db_server: str | None = None, dry_run: bool = False
 ) -> dict[str, Any]:
-    """Migrate a site: maintenance on, backup, deploy to the target, updatedb, fix-ups, verify, maintenance
+    """Migrate a site: backup, maintenance on, copy to the target, updatedb, fix-ups, verify, maintenance
     off, then the old site removed. Rolled back on any failure.
 
     Args:
@@ -43,16 +43,18 @@ def migrate_site(
         plan = {"target": target, "comparison": comparison}
         if dry_run:
             return {"name": name, "dry_run": True, **plan}
-        # 2. Maintenance mode on; a pinned backup (kept but unpinned if the migrate is rolled back).
-        op.push("maintenance mode off", restore.maintenance_mode, name, False)
-        restore.maintenance_mode(name, True)
+        # 2. A pinned backup of the site as it is (it stays online meanwhile: a consistent dump), kept — but
+        #    unpinned — if the migrate is rolled back. Then maintenance mode on: the downtime starts.
         backup = backups.backup_archive(name, PRE_MIGRATE, None, True)
         op.push(f"backup {backup['id']} unpinned", steps.unpin_backup, name, backup["id"])
         backups.record_backup(name, backup)
-        # 3. Deploy: the backup into the target dir, a NEW database and user on the target db server.
+        op.push("maintenance mode off", restore.maintenance_mode, name, False)
+        restore.maintenance_mode(name, True)
+        # 3. Deploy: the frozen site copied into the target dir and a NEW database and user on the target db
+        #    server, in one streamed pass (no archive round trip inside the downtime).
         planned = steps.plan_target(name, target)
         op.push("target dir, database and vhost removed", steps.discard_target, name, target, planned)
-        steps.deploy_target(name, backup, target, planned)
+        steps.deploy_target(name, None, target, planned)
         # 4. updatedb with the target's code; on a new uri, its paths in content follow; caches cleared.
         steps.updatedb(name, target)
         if target["uri"] != previous["uri"]:

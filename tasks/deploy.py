@@ -8,7 +8,9 @@ from __future__ import annotations
 import os
 import posixpath
 import tempfile
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 from prefect import get_run_logger
 
@@ -17,7 +19,7 @@ from aegir.contexts import SiteContext
 from aegir.drupal import site as site_files
 from aegir.errors import AegirError
 from aegir.services.db import random_password
-from aegir.services.dump import import_database
+from aegir.services.dump import dump_database, import_database
 from aegir.services.vhost import DbParams
 from aegir.transport.factory import connected
 from aegir.transport.local import LocalTransport
@@ -69,6 +71,65 @@ def deploy(env: SiteEnv, backup: dict[str, Any], planned: dict[str, str]) -> dic
         if os.path.exists(dump_path):
             os.unlink(dump_path)
     get_run_logger().info("backup %s deployed into %s and database %s", backup["id"], new_path, db_name)
+    return {"path": new_path, "db_name": db_name}
+
+
+def _pipe(produce: Callable[[BinaryIO], object], consume: Callable[[BinaryIO], object]) -> None:
+    """``produce`` writes into a pipe (in a thread) while ``consume`` reads it: one streamed pass, no file.
+    An error on either side stops the other and is raised."""
+    read_fd, write_fd = os.pipe()
+    failure: list[BaseException] = []
+
+    def producer() -> None:
+        try:
+            with os.fdopen(write_fd, "wb") as out:
+                produce(out)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller below
+            failure.append(e)
+
+    thread = threading.Thread(target=producer, daemon=True)
+    thread.start()
+    try:
+        with os.fdopen(read_fd, "rb") as source:
+            consume(source)
+    finally:
+        thread.join()
+    if failure:
+        raise failure[0]
+
+
+def copy_live(source: SiteEnv, env: SiteEnv, planned: dict[str, str]) -> dict[str, str]:
+    """Fill a planned deploy straight from the live site — its database dumped into the NEW database and
+    user through a pipe, its dir copied with a tar stream — with no archive in between: one pass, as an admin
+    would type it. migrate-site does this inside its maintenance window (the site is frozen; its pinned
+    backup archive was written just before, and the old database and dir stay until the very end)."""
+    databases = env.databases()
+    new_path, db_name = planned["path"], planned["db_name"]
+    with databases.service.connect() as conn:
+        hosts = databases.grant_hosts(conn)
+        if databases.service.database_exists(conn, db_name):
+            raise AegirError(f"database {db_name} appeared meanwhile; nothing deployed, try again")
+    password = random_password()
+    databases.create(db_name, db_name, password, hosts)
+    master = LocalTransport("localhost")
+    with db_slot(env.db):
+        _pipe(
+            lambda out: dump_database(master, source.db, source.site.db_name or "", out),
+            lambda dump: import_database(master, env.db, db_name, dump),
+        )
+    with connected(source.web) as src, connected(env.web) as dst:
+        dst.makedirs(new_path)
+        _pipe(
+            lambda out: src.run(["tar", "-C", source.site_path, "-cf", "-", "."], stdout=out),
+            lambda tar: dst.run(["tar", "-C", new_path, "-xpf", "-"], stdin=tar),
+        )
+        creds = DbParams("mysql", db_name, db_name, password, env.db.db_address, env.db.db_port)
+        dst.write_file(
+            posixpath.join(new_path, site_files.CREDENTIALS_FILE),
+            site_files.render_credentials(creds),
+            mode=site_files.CREDENTIALS_MODE,
+        )
+    get_run_logger().info("%s copied into %s and database %s", source.site.name, new_path, db_name)
     return {"path": new_path, "db_name": db_name}
 
 

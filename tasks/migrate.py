@@ -183,10 +183,14 @@ def plan_target(name: str, target: dict[str, str]) -> dict[str, str]:
 
 
 @step("deploy-target")
-def deploy_target(name: str, backup: dict[str, Any], target: dict[str, str], planned: dict[str, str]) -> None:
-    """The backup deployed into the target dir and a NEW database and user on the target db server; then
-    settings.php, modes and aliases for the target, from the target's own credentials."""
-    deploy.deploy(target_env(name, target), backup, planned)
+def deploy_target(name: str, backup: dict[str, Any] | None, target: dict[str, str], planned: dict[str, str]) -> None:
+    """Into the target dir and a NEW database and user on the target db server: the backup archive (clone),
+    or, with no backup given, the live site itself in one streamed pass (migrate, inside its maintenance
+    window); then settings.php, modes and aliases for the target, from the target's own credentials."""
+    if backup is None:
+        deploy.copy_live(site_env(name), target_env(name, target), planned)
+    else:
+        deploy.deploy(target_env(name, target), backup, planned)
     tenv = target_env(name, target)
     with connected(tenv.web) as transport:
         write_files(tenv, transport)
