@@ -55,13 +55,19 @@ def record(ctx: ContextBase, **facts: Any) -> ContextBase:
 # sub-tasks whose boundaries tests can break on purpose
 # ---------------------------------------------------------------------------------------------------------
 FAULT_ENV = "AEGIR_FAULT"
-_calls: Counter[str] = Counter()
+_calls: Counter[tuple[str, str]] = Counter()  # (flow run, sub-task) -> calls so far
+
+
+def _run_id() -> str:
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id or "")
 
 
 def fault_point(name: str, when: str) -> None:
     """Fault injection for the crash and rollback tests: ``AEGIR_FAULT="deploy-archive:after:kill"`` kills the
     process (SIGKILL) right after that sub-task's body; ``maintenance-mode#2:before:raise`` fails the second
-    maintenance-mode call before it runs; ``backup-archive:before:pause=5`` holds it 5 s (a busy site).
+    maintenance-mode call of the flow run before it runs; ``backup-archive:before:pause=5`` holds it 5 s (a busy site).
     Comma-separated for several. Unset (always, in production): no-op."""
     spec = os.environ.get(FAULT_ENV)
     if not spec:
@@ -70,7 +76,7 @@ def fault_point(name: str, when: str) -> None:
         target, _, rest = fault.strip().partition(":")
         at, _, kind = rest.partition(":")
         step_name, _, nth = target.partition("#")
-        if step_name != name or at != when or (nth and int(nth) != _calls[name]):
+        if step_name != name or at != when or (nth and int(nth) != _calls[(_run_id(), name)]):
             continue
         if kind == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
@@ -90,7 +96,7 @@ def step(name: str, **options: Any) -> Callable[[Callable[P, R]], Task[P, R]]:
     def decorate(fn: Callable[P, R]) -> Task[P, R]:
         @functools.wraps(fn)
         def body(*args: P.args, **kwargs: P.kwargs) -> R:
-            _calls[name] += 1
+            _calls[(_run_id(), name)] += 1
             fault_point(name, "before")
             result = fn(*args, **kwargs)
             fault_point(name, "after")

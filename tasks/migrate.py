@@ -154,6 +154,12 @@ def validate_migrate(
         raise InputError(
             "platform", f"{target_platform.name} is Drupal {tenv.major}, {env.site.name} runs Drupal {env.major}"
         )
+    if tenv.site_path == env.site_path and tenv.web.name == env.web.name:
+        raise InputError(
+            "db_server",
+            "moving only the database (same platform, same domain) is not supported yet: migrate to another "
+            "platform, or give a new uri, together with --db_server",
+        )
     if tenv.site_path != env.site_path:
         with connected(tenv.web) as transport:
             if transport.exists(tenv.site_path):

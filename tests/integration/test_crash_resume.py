@@ -232,7 +232,7 @@ def test_one_task_at_a_time_per_site(prefect_api, hosting, site):
     platform = hosting.load_site(name).platform
     other = hosting.site(platform)
     assert install(other).is_completed()
-    env = {**prefect_api.env, "AEGIR_FAULT": "backup-archive:before:pause=12"}
+    env = {**prefect_api.env, "AEGIR_FAULT": "backup-archive:before:pause=25"}
     slow = subprocess.Popen([AEGIR, "backup", name], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         running(hosting, name, "backup-site", slow)

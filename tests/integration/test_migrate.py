@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from aegir import registry
-from tests.integration.helpers import aegir
+from tests.integration.helpers import aegir, unique
 from tests.integration.sites import Hosting, enable_d7_module, make_hosting, query_site, site_database_exists
 from tests.integration.test_backup_restore import retitle, titles
 from tests.integration.test_install_site import install
@@ -72,7 +72,7 @@ def test_upgrade_older_to_newer_runs_updates_and_removes_the_old_site(prefect_ap
     assert backup["reason"] == "Pre-migration backup" and backup["pinned"]
 
 
-def test_schema_downgrade_is_refused_by_the_preflight_and_nothing_changes(prefect_api, hosting):
+def test_schema_downgrade_is_refused_by_the_preflight_and_nothing_changes(prefect_api, hosting, db_admin):
     d7, older = hosting.verified_platform("d7"), hosting.verified_platform("d7-older")
     name = hosting.site(d7)
     assert install(name).is_completed()
@@ -81,6 +81,11 @@ def test_schema_downgrade_is_refused_by_the_preflight_and_nothing_changes(prefec
     refused = aegir(prefect_api.env, "migrate", name, older)
     assert refused.returncode == 2, refused.stderr
     assert "pre-flight refuses" in refused.stderr and "views" in refused.stderr and "schema downgrade" in refused.stderr
+    # moving only the database (same platform and domain) is refused too, naming the option
+    other_db = unique("@server_db")
+    registry.save(hosting.store, other_db, "server", {**db_admin, "http_service_type": "null"})
+    db_only = aegir(prefect_api.env, "migrate", name, d7, f"--db_server={other_db}")
+    assert db_only.returncode == 2 and "db_server: " in db_only.stderr, db_only.stderr
     after = hosting.load_site(name)
     assert (after.platform, after.db_name, after.backups) == (before.platform, before.db_name, before.backups)
     assert databases() == dbs and leftovers(hosting, older, name[1:]) == []
@@ -183,3 +188,17 @@ def test_failed_clone_rolls_back_and_leaves_no_trace(prefect_api, hosting):
     hosting.web.wait_for(clone_uri, status=404)
     assert hosting.load_site(source).operation is None
     hosting.web.wait_for(source[1:], status=200, text=source[1:])
+
+
+def test_migrate_with_a_database_move_records_the_new_db_server(prefect_api, hosting, db_admin):
+    d7, twin, name = installed(hosting, ("d7", "d7-same"), "Moved with its database")
+    other_db = unique("@server_db")
+    registry.save(hosting.store, other_db, "server", {**db_admin, "http_service_type": "null"})
+    before = hosting.load_site(name)
+    done = aegir(prefect_api.env, "migrate", name, twin, f"--db_server={other_db}")
+    assert done.returncode == 0, done.stderr
+    after = hosting.load_site(name)
+    assert (after.platform, after.db_server) == (twin, other_db) and after.db_name != before.db_name
+    assert not site_database_exists(before.db_name) and site_database_exists(after.db_name)
+    assert titles(hosting, name, 7) == ["Moved with its database"]
+    hosting.web.wait_for(name[1:], status=200, text=name[1:])
