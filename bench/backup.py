@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,7 +34,7 @@ import pymysql
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.report import write_section  # noqa: E402 (the repo root is on the path only now)
+from bench.report import start_prefect, write_section  # noqa: E402 (the repo root is on the path only now)
 
 AEGIR = str(Path(sys.executable).with_name("aegir"))
 URI = "bench.example.test"
@@ -96,13 +95,7 @@ def main() -> None:
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="aegir-bench-backup-"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(home / "prefect"), AEGIR_ROOT=str(home / "aegir"))
-    subprocess.run([AEGIR, "server", "start", "--port", str(port)], env=env, check=True, capture_output=True)
-    os.environ.update(PREFECT_HOME=env["PREFECT_HOME"], PREFECT_API_URL=f"http://127.0.0.1:{port}/api")
+    env = start_prefect(home)
     try:
         rows = run(home, args)
     finally:

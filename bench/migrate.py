@@ -39,7 +39,6 @@ import json
 import os
 import shlex
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -56,7 +55,7 @@ import pymysql
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.report import write_section  # noqa: E402 (the repo root is on the path only now)
+from bench.report import start_prefect, write_section  # noqa: E402 (the repo root is on the path only now)
 
 AEGIR = str(Path(sys.executable).with_name("aegir"))
 RAW_DB = "aegir_bench_migrate_raw"
@@ -254,14 +253,8 @@ def main() -> None:
         return
 
     home = Path(tempfile.mkdtemp(prefix="aegir-bench-migrate-"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(home / "prefect"), AEGIR_ROOT=str(home / "aegir"))
-    subprocess.run([AEGIR, "server", "start", "--port", str(port)], env=env, check=True, capture_output=True)
-    api = f"http://127.0.0.1:{port}/api"
-    os.environ.update(PREFECT_HOME=env["PREFECT_HOME"], PREFECT_API_URL=api)
+    env = start_prefect(home)
+    api = os.environ["PREFECT_API_URL"]
     load = [os.getloadavg()[0]]
     try:
         results = run(api, args)

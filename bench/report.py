@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -19,3 +23,17 @@ def write_section(name: str, lines: list[str]) -> None:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     DOC.write_text(text)
     print(section)
+
+
+def start_prefect(home: Path) -> dict[str, str]:
+    """A private Prefect server (``aegir server start`` on a free port, state under ``home``), set in this
+    process's environment; returns the environment to stop it with (``aegir server stop``)."""
+    aegir = str(Path(sys.executable).with_name("aegir"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(home / "prefect"), AEGIR_ROOT=str(home / "aegir"))
+    subprocess.run([aegir, "server", "start", "--port", str(port)], env=env, check=True, capture_output=True)
+    os.environ.update(PREFECT_HOME=env["PREFECT_HOME"], PREFECT_API_URL=f"http://127.0.0.1:{port}/api")
+    return env

@@ -19,10 +19,12 @@ STANDIN_DRUSH="$PWD/tests/fixtures/drupal/drush"
 if [ ! -f /etc/nginx/conf.d/aegir.conf ]; then
   echo "include ${AEGIR_ROOT}/config/nginx*.conf;" > /etc/nginx/conf.d/aegir.conf
 fi
-pgrep -x nginx >/dev/null || { echo "demo: starting nginx"; /usr/sbin/nginx; }
+# (the system instances, by their pid files: other nginx/php-fpm processes, e.g. a test run's, do not count)
+alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+alive /run/nginx.pid || { echo "demo: starting nginx"; /usr/sbin/nginx; }
 FPM=$(ls /usr/sbin/php-fpm* | sort | tail -1)
 mkdir -p /run/php
-pgrep -f "php-fpm: master" >/dev/null || { echo "demo: starting $FPM"; "$FPM"; }
+alive "/run/php/php${FPM#/usr/sbin/php-fpm}-fpm.pid" || { echo "demo: starting $FPM"; "$FPM"; }
 
 # 2. The system apache on port 8080 (nginx has 80), including Aegir's apache conf.
 if ! grep -q "Aegir demo" /etc/apache2/ports.conf; then
@@ -115,7 +117,7 @@ if ! $AEGIR show @preview.d7.demo.test >/dev/null 2>&1; then
   $AEGIR show @staging.d7.demo.test >/dev/null 2>&1 || $AEGIR clone @d7.demo.test staging.d7.demo.test
   $AEGIR rename @staging.d7.demo.test preview.d7.demo.test
 fi
-for host in d7.demo.test preview.d7.demo.test staging.d7.demo.test; do
-  echo "demo: curl -H 'Host: $host' http://127.0.0.1/ -> HTTP $(curl -s -o /dev/null -w '%{http_code}' -H "Host: $host" \
-    http://127.0.0.1/)"
+for host in d7.demo.test preview.d7.demo.test staging.d7.demo.test; do  # staging: no site any more
+  echo "demo: curl -H 'Host: $host' http://127.0.0.1/ ->" \
+    "$(curl -s -H "Host: $host" http://127.0.0.1/ | grep -o '<title>[^<]*</title>')"
 done

@@ -37,16 +37,22 @@ def plan(env: SiteEnv, path: str) -> dict[str, str]:
         return {"path": path, "db_name": databases.free_name(conn, env.site.uri)}
 
 
+def _free_hosts(env: SiteEnv, db_name: str) -> list[str]:
+    """The planned database must still be free; returns the hosts its user is granted from."""
+    databases = env.databases()
+    with databases.service.connect() as conn:
+        if databases.service.database_exists(conn, db_name):
+            raise AegirError(f"database {db_name} appeared meanwhile; nothing deployed, try again")
+        return databases.grant_hosts(conn)
+
+
 def deploy(env: SiteEnv, backup: dict[str, Any], planned: dict[str, str]) -> dict[str, str]:
     """Extract ``backup`` into the planned dir (on the env's web server) and import its dump into the planned
     NEW database and user (on the env's db server)."""
-    databases = env.databases()
     new_path, db_name = planned["path"], planned["db_name"]
-    with databases.service.connect() as conn:
-        hosts = databases.grant_hosts(conn)
-        if databases.service.database_exists(conn, db_name):
-            raise AegirError(f"database {db_name} appeared meanwhile; nothing deployed, try again")
+    hosts = _free_hosts(env, db_name)
     password = random_password()
+    databases = env.databases()
     fd, dump_path = tempfile.mkstemp(prefix=".deploy-", suffix=".sql", dir=os.path.dirname(backup["file"]))
     try:
         with connected(env.web) as web:
@@ -103,14 +109,10 @@ def copy_live(source: SiteEnv, env: SiteEnv, planned: dict[str, str]) -> dict[st
     user through a pipe, its dir copied with a tar stream — with no archive in between: one pass, as an admin
     would type it. migrate-site does this inside its maintenance window (the site is frozen; its pinned
     backup archive was written just before, and the old database and dir stay until the very end)."""
-    databases = env.databases()
     new_path, db_name = planned["path"], planned["db_name"]
-    with databases.service.connect() as conn:
-        hosts = databases.grant_hosts(conn)
-        if databases.service.database_exists(conn, db_name):
-            raise AegirError(f"database {db_name} appeared meanwhile; nothing deployed, try again")
+    hosts = _free_hosts(env, db_name)
     password = random_password()
-    databases.create(db_name, db_name, password, hosts)
+    env.databases().create(db_name, db_name, password, hosts)
     master = LocalTransport("localhost")
     with db_slot(env.db):
         _pipe(

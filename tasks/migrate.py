@@ -14,7 +14,7 @@ from aegir.archive import delete_archive
 from aegir.contexts import SiteContext, check_hostname
 from aegir.drupal import site as site_files
 from aegir.drupal.compare import compare_site
-from aegir.drupal.rename import content_columns, statements
+from aegir.drupal.rename import content_columns, site_name_fix, statements
 from aegir.drupal.scan import scan_platform
 from aegir.drupal.sitedb import site_packages
 from aegir.errors import AegirError, InputError
@@ -245,9 +245,26 @@ def rename_fixups(name: str, target: dict[str, str], old_uri: str) -> int:
         for sql, params in statements(columns, old_uri, tenv.site.uri, tenv.major):
             with conn.cursor() as cur:
                 changed += cur.execute(sql, params)
+        changed += _rename_site_name(service, conn, old_uri, tenv.site.uri, tenv.major)
         conn.commit()
     get_run_logger().info("%s → %s: %d rows of content rewritten", old_uri, tenv.site.uri, changed)
     return changed
+
+
+def _rename_site_name(service: MysqlService, conn: Any, old_uri: str, new_uri: str, major: int) -> int:
+    """The site name follows the uri (Drupal 7: ``variable`` site_name; Drupal 8+: ``config`` system.site)."""
+    if major == 7:
+        select = "SELECT value FROM variable WHERE name = %s", ("site_name",)
+        update = "UPDATE variable SET value = %s WHERE name = %s"
+    else:
+        select = "SELECT data FROM config WHERE collection = '' AND name = %s", ("system.site",)
+        update = "UPDATE config SET data = %s WHERE collection = '' AND name = %s"
+    rows = service.execute(conn, *select)
+    new = site_name_fix(rows[0][0], old_uri, new_uri, major) if rows else None
+    if new is None:
+        return 0
+    service.execute(conn, update, (new, select[1][0]))
+    return 1
 
 
 @step("target-cache-clear")

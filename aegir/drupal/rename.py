@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from aegir.drupal import phpserial
+
 TEXT_TYPES = frozenset({"text", "mediumtext", "longtext", "tinytext", "varchar"})
 
 # Drupal 7: field storage and custom blocks; Drupal 8+: field tables of content entities and block content
@@ -61,3 +63,22 @@ def statements(
             )
         )
     return result
+
+
+def renamed_site_name(name: str, old_uri: str, new_uri: str, major: int) -> str | None:
+    """The site name after a rename, as Aegir's deploy engine does it: Drupal 7 replaces the old uri inside
+    the name, Drupal 8+ only a name that is exactly the old uri. None when it stays."""
+    if major == 7:
+        return name.replace(old_uri, new_uri) if old_uri in name else None
+    return new_uri if name == old_uri else None
+
+
+def site_name_fix(stored: bytes | str, old_uri: str, new_uri: str, major: int) -> str | None:
+    """The new serialized value for the site name's row (D7 ``variable.value`` = a serialized string, D8+
+    ``config.data`` of ``system.site`` = a serialized array), or None when nothing changes."""
+    value = phpserial.loads(stored)
+    if major == 7:
+        new = renamed_site_name(str(value), old_uri, new_uri, major)
+        return None if new is None else phpserial.dumps(new)
+    new = renamed_site_name(str(value.get("name", "")), old_uri, new_uri, major)
+    return None if new is None else phpserial.dumps({**value, "name": new})

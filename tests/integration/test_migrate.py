@@ -108,7 +108,7 @@ def test_rename_moves_content_paths_and_stops_serving_the_old_name(prefect_api, 
     assert site.uri == new_uri and site.platform == d7 and site.backups[0]["reason"] == "Pre-migration backup"
     body = query_site(site.db_name, "SELECT body_value FROM field_data_body")[0][0]
     assert f"sites/{new_uri}/files" in body and f"sites/{old_uri}/" not in body
-    hosting.web.wait_for(new_uri, status=200, text=new_uri)
+    hosting.web.wait_for(new_uri, status=200, text=f"| {new_uri}</title>")  # the site name followed
     hosting.web.wait_for(old_uri, status=404)
     assert not site_database_exists(old_db)
     assert leftovers(hosting, d7, old_uri) == [new_uri]  # only the new dir ("renamed-<old>") holds the old name
@@ -137,12 +137,18 @@ def test_failed_updatedb_rolls_everything_back(prefect_api, hosting):
     assert after.backups[0]["reason"] == "Pre-migration backup" and not after.backups[0]["pinned"]
 
 
-def test_clone_gives_two_independent_sites_and_deleting_the_clone_spares_the_source(prefect_api, hosting):
+def clone_source(hosting: Hosting, prefix: str) -> tuple[str, str, str]:
+    """An installed site on a fresh d7 platform, and the domain its clone will get (cleaned up at the end)."""
     d7 = hosting.verified_platform("d7")
     source = hosting.site(d7)
-    clone_uri = "clone-" + source[1:]
+    clone_uri = prefix + source[1:]
     hosting.sites.append("@" + clone_uri)
     assert install(source).is_completed()
+    return d7, source, clone_uri
+
+
+def test_clone_gives_two_independent_sites_and_deleting_the_clone_spares_the_source(prefect_api, hosting):
+    d7, source, clone_uri = clone_source(hosting, "clone-")
     retitle(hosting, source, 7, "Source content")
     before = hosting.load_site(source)
 
@@ -156,8 +162,8 @@ def test_clone_gives_two_independent_sites_and_deleting_the_clone_spares_the_sou
     assert clone.aliases == [] and clone.backups == [] and clone.status == "installed"
     body = query_site(clone.db_name, "SELECT body_value FROM field_data_body")[0][0]
     assert f"sites/{clone_uri}/files" in body
-    hosting.web.wait_for(clone_uri, status=200, text=clone_uri)
-    hosting.web.wait_for(source[1:], status=200, text=source[1:])
+    hosting.web.wait_for(clone_uri, status=200, text=f"| {clone_uri}</title>")
+    hosting.web.wait_for(source[1:], status=200, text=f"| {source[1:]}</title>")
     after = hosting.load_site(source)
     assert (after.db_name, after.platform, after.operation) == (before.db_name, before.platform, None)
 
@@ -174,11 +180,7 @@ def test_clone_gives_two_independent_sites_and_deleting_the_clone_spares_the_sou
 
 
 def test_failed_clone_rolls_back_and_leaves_no_trace(prefect_api, hosting):
-    d7 = hosting.verified_platform("d7")
-    source = hosting.site(d7)
-    clone_uri = "failed-" + source[1:]
-    hosting.sites.append("@" + clone_uri)
-    assert install(source).is_completed()
+    d7, source, clone_uri = clone_source(hosting, "failed-")
     dbs = databases()
     env = {**prefect_api.env, "AEGIR_FAULT": "probe-target:before:raise"}
     failed = aegir(env, "clone", source, clone_uri)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from aegir.drupal.rename import content_columns, quote, replacements, statements
+from aegir.drupal import phpserial
+from aegir.drupal.rename import content_columns, quote, replacements, site_name_fix, statements
 
 COLUMNS = [
     ("field_data_body", "body_value", "longtext"),
@@ -62,3 +63,13 @@ def test_identifiers_are_checked():
     assert quote("node__body") == "`node__body`"
     with pytest.raises(ValueError):
         quote("x`; DROP TABLE y")
+
+
+def test_site_name_follows_the_uri_as_aegir_does():
+    d7 = phpserial.dumps("a.test")
+    assert phpserial.loads(site_name_fix(d7, "a.test", "bb.test", 7)) == "bb.test"  # length prefix recomputed
+    assert phpserial.loads(site_name_fix(phpserial.dumps("Shop a.test"), "a.test", "b.test", 7)) == "Shop b.test"
+    assert site_name_fix(phpserial.dumps("My shop"), "a.test", "b.test", 7) is None
+    d10 = phpserial.dumps({"name": "a.test", "mail": "x@a.test"})
+    assert phpserial.loads(site_name_fix(d10, "a.test", "b.test", 10)) == {"name": "b.test", "mail": "x@a.test"}
+    assert site_name_fix(phpserial.dumps({"name": "Shop a.test"}), "a.test", "b.test", 10) is None
