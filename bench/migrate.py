@@ -6,8 +6,9 @@ tests/fixtures/drupal), installs a site on a sample ``d7-older`` platform and gr
 of extra rows (half compressible text, half random bytes). Then, each round, alternating (the order flips
 every round), median of N rounds:
 
-* ours: the migrate-site flow, in-process, to a fresh verified ``d7-newer`` copy. The flow takes its pinned
-  backup archive first, with the site still online, then turns maintenance mode on and copies the frozen site
+* ours: the migrate-site flow, in-process, to a fresh verified ``d7-newer`` copy. The flow plans the target (a
+  free database name) and takes its pinned backup archive first, with the site still online, then turns
+  maintenance mode on and copies the frozen site
   in one streamed pass (``deploy-target``: our dump piped into our import, ``tar | tar`` for the site dir).
   Downtime = from the start of the ``maintenance-mode`` (on) task run to the end of the ``target-maintenance``
   (off) task run, read from the Prefect API; also every task run's duration (before, inside and after the
@@ -23,8 +24,9 @@ the same upgrade (the same pending updates) onto the same kind of platform: a mi
 or a no-change (the pre-flight refuses schema downgrades), so the site cannot go back and forth.
 
 After the rounds, the data path of the downtime is timed outside Prefect (median of --rounds each): raw
-``mysqldump | mysql``, the same shell pipe with our client options, and our ``dump_database`` →
-``import_database`` through deploy-target's own pipe; the site dir by ``cp -a`` and by our ``tar | tar``.
+``mysqldump | mysql``, the same shell pipe with our client options (and with ``--no-autocommit`` added back,
+the option our dumps dropped), and our ``dump_database`` → ``import_database`` through deploy-target's own
+pipe; the site dir by ``cp -a`` and by our ``tar | tar``.
 
 Writes the section between ``<!-- migrate:start -->`` and ``<!-- migrate:end -->`` of docs/benchmarks.md.
 
@@ -151,7 +153,8 @@ def downtime(runs: list[dict[str, Any]]) -> tuple[float, dict[str, float], dict[
     for name, s, e in named:
         tasks[name] += (e - s).total_seconds()
         phase[name] = "before" if e <= start else "after" if s >= end else "downtime" if s >= start else "overlap"
-    assert phase.get("backup-archive") == "before", f"backup-archive is not before maintenance on: {phase}"
+    for task in ("plan-target", "backup-archive"):
+        assert phase.get(task) == "before", f"{task} is not before maintenance on: {phase}"
     total = (end - start).total_seconds()
     tasks[BETWEEN] = total - sum(v for k, v in tasks.items() if phase[k] == "downtime")
     phase[BETWEEN] = "downtime"
@@ -160,7 +163,8 @@ def downtime(runs: list[dict[str, Any]]) -> tuple[float, dict[str, float], dict[
 
 def profile_pieces(site: Any, server: Any, site_path: str, reps: int) -> tuple[dict[str, float], dict[str, int]]:
     """The data path of our downtime (deploy-target's copy of the frozen site), outside Prefect, median of
-    ``reps`` each: raw ``mysqldump | mysql``; the same shell pipe with our client options; our dump_database →
+    ``reps`` each: raw ``mysqldump | mysql``; the same shell pipe with our client options, and with
+    ``--no-autocommit`` added back (one commit per table, the option our dumps dropped); our dump_database →
     import_database through deploy-target's own pipe (``tasks.deploy._pipe``, as ``copy_live`` calls it);
     each dump alone into /dev/null; the site dir by ``cp -a`` and by our ``tar | tar``."""
     from aegir.services.dump import DUMP_OPTIONS, IMPORT_OPTIONS, dump_database, import_database
@@ -173,6 +177,8 @@ def profile_pieces(site: Any, server: Any, site_path: str, reps: int) -> tuple[d
     hex_dump = f"mysqldump --single-transaction --quick --hex-blob {db}"
     tcp_pipe = f"mysqldump {tcp} --single-transaction --quick {db} | mysql {tcp} {RAW_DB}"
     opts_pipe = f"mysqldump {tcp} {' '.join(DUMP_OPTIONS)} {db} | mysql {tcp} {' '.join(IMPORT_OPTIONS)} {RAW_DB}"
+    assert "--no-autocommit" not in DUMP_OPTIONS, "PIECE_NOAC adds --no-autocommit back: relabel it"
+    noac_pipe = opts_pipe.replace(" --quick ", " --quick --no-autocommit ", 1)
     scratch = Path(tempfile.mkdtemp(prefix="aegir-bench-migrate-pieces-"))
 
     def ours_copy() -> None:
@@ -197,7 +203,7 @@ def profile_pieces(site: Any, server: Any, site_path: str, reps: int) -> tuple[d
         "raw, but `mysqldump --hex-blob` (unix socket)": lambda: sh(f"{hex_dump} | mysql {RAW_DB}"),
         "raw, but both clients over TCP": lambda: sh(tcp_pipe),
         PIECE_OPTS: lambda: sh(opts_pipe),
-        PIECE_NOAC: lambda: sh(opts_pipe.replace(" --no-autocommit", "")),
+        PIECE_NOAC: lambda: sh(noac_pipe),
         PIECE_OURS: ours_copy,
     }
     alone: dict[str, Any] = {
@@ -381,49 +387,50 @@ NOTES = """\
 Downtime is what a visitor sees: from the start of the maintenance-mode (on) task run to the end of the
 target-maintenance (off) task run of the migrate-site flow (Prefect API task-run times). Before it, with the
 site still online and not counted: validate-migrate, previous-location, preflight (the package comparison),
-backup-archive (the pinned pre-migration archive: our dump, compressed, fsynced, checksummed) and
-record-backup. Inside it, each step a Prefect task run (state round-trips to the API, plus the gaps between
-the runs): maintenance-mode (`drush vset maintenance_mode 1` on the live site); plan-target (a free database
-name on the target db server); deploy-target — a NEW database and a NEW database user (`CREATE DATABASE`,
-`CREATE USER` + `GRANT` for each grant host), then, holding one of the db server's dump/import slots (a
-Prefect global concurrency limit), the frozen site copied in one streamed pass: our `mysqldump`
-(`--single-transaction --quick --no-autocommit --skip-lock-tables --routines --triggers --hex-blob
---default-character-set=utf8mb4 --max-allowed-packet=1G`, the admin credentials as an option file on an
-inherited pipe, over TCP) read by Python, DEFINER clauses stripped while streaming and the completion trailer
-checked, written into an OS pipe that a second thread feeds to `mysql` importing into the new database; then
-the site dir by `tar -cf - | tar -xpf -` through the same kind of pipe, the new credentials file, and
-settings.php, the files dirs, the salt and sites.php for the target; updatedb (`drush updatedb -y` with the
-target platform's code); target-cache-clear (`drush cc all`); target-vhost (the vhost written, the web
-server's config test, one reload: the switch); target-maintenance (`drush vset maintenance_mode 0` on the
-target). After it, in the wall time only: probe-target (HTTP through the web server) and finish-migrate (the
-record names the target; the old dir, database and user go).
+plan-target (a free database name on the target db server), backup-archive (the pinned pre-migration archive:
+our dump, compressed, fsynced, checksummed) and record-backup. Inside it, each step a Prefect task run (state
+round-trips to the API, plus the gaps between the runs): maintenance-mode (`drush vset maintenance_mode 1` on
+the live site); deploy-target — a NEW database and a NEW database user (`CREATE DATABASE`, `CREATE USER` +
+`GRANT` for each grant host), then, holding one of the db server's dump/import slots (a Prefect global
+concurrency limit), the frozen site copied in one streamed pass: our `mysqldump` (`--single-transaction
+--quick --skip-lock-tables --routines --triggers --hex-blob --default-character-set=utf8mb4
+--max-allowed-packet=1G`; no `--no-autocommit`, so each multi-row INSERT commits on its own, as raw
+mysqldump's defaults; the admin credentials as an option file on an inherited pipe, over TCP) read by Python,
+DEFINER clauses stripped while streaming and the completion trailer checked, written into an OS pipe that a
+second thread feeds to `mysql` importing into the new database; then the site dir by `tar -cf - | tar -xpf -`
+through the same kind of pipe, the new credentials file, and settings.php, the files dirs, the salt and
+sites.php for the target; updatedb (`drush updatedb -y` with the target platform's code); target-cache-clear
+(`drush cc all`); target-vhost (the vhost written, the web server's config test, one reload: the switch);
+target-maintenance (`drush vset maintenance_mode 0` on the target). After it, in the wall time only:
+probe-target (HTTP through the web server) and finish-migrate (the record names the target; the old dir,
+database and user go).
 
 Raw is the minimum a careful admin types, one bash script, no checks: `drush vset maintenance_mode 1`; `CREATE
 DATABASE` + a `GRANT` to the site's existing user (no new user); `mysqldump --single-transaction --quick DB |
 mysql NEWDB` (mysqldump's defaults: binary columns as escaped bytes, no `--hex-blob`; each multi-row INSERT
-committed on its own, no `--no-autocommit`; no `--routines`; the unix socket; no DEFINER handling, no trailer
-check); `cp -a` of the site dir; the new database name into the copied credentials file with `sed`; `drush
-updatedb -y`; `drush vset maintenance_mode 0`. No backup, no new user, no settings.php, no cache clear, no
-vhost, config test or reload, no probe, no Prefect. Every run is the same upgrade: before each one the site's
-schema versions are set back to `d7-older`'s and it goes to a fresh `d7-newer` copy (a migrate can only go up
-or sideways, the pre-flight refuses schema downgrades); raw also needs the `GRANT` and the new database name
-in the copied credentials file, or updatedb would hit the old database."""
+committed on its own, as ours; no `--routines`; the unix socket; no DEFINER handling, no trailer check); `cp
+-a` of the site dir; the new database name into the copied credentials file with `sed`; `drush updatedb -y`;
+`drush vset maintenance_mode 0`. No backup, no new user, no settings.php, no cache clear, no vhost, config
+test or reload, no probe, no Prefect. Every run is the same upgrade: before each one the site's schema
+versions are set back to `d7-older`'s and it goes to a fresh `d7-newer` copy (a migrate can only go up or
+sideways, the pre-flight refuses schema downgrades); raw also needs the `GRANT` and the new database name in
+the copied credentials file, or updatedb would hit the old database."""
 
 
 FLOOR = """\
 Both now move the data once, streamed and import-bound, so the ratio is set by (a) how much slower our one
-pass is than raw's — our client options (`--hex-blob` sends the random half as hex, twice its size;
-`--no-autocommit` makes each table's rows one transaction), TCP instead of the unix socket, and the Python
-relay (DEFINER filter, a pipe and a thread between the two clients) — which the pieces above split, and (b)
-the fixed cost around it: seven task runs, each a few drush/mysql/nginx calls plus its Prefect state round
-trips, and the gaps between them, against raw's three drush calls. (b) does not grow with the database, so
-it weighs most on small sites; (a) does."""
+pass is than raw's — our client options (`--hex-blob` sends the random half as hex, twice its size; the
+commits are now raw's, one per multi-row INSERT), TCP instead of the unix socket, and the Python relay
+(DEFINER filter, a pipe and a thread between the two clients) — which the pieces above split, and (b) the
+fixed cost around it: six task runs (plan-target now runs before maintenance on), each a few drush/mysql/nginx
+calls plus its Prefect state round trips, and the gaps between them, against raw's three drush calls. (b) does
+not grow with the database, so it weighs most on small sites; (a) does."""
 
 
 BETWEEN = "(between task runs)"
 PIECE_RAW = "raw `mysqldump --single-transaction --quick DB \\| mysql NEWDB` (unix socket)"
 PIECE_OPTS = "the same shell pipe with our client options, over TCP (no Python between the clients)"
-PIECE_NOAC = "the same, without `--no-autocommit` (each multi-row INSERT its own commit, as raw)"
+PIECE_NOAC = "the same, with `--no-autocommit` added back (one commit per table: the option ours dropped)"
 PIECE_OURS = "ours: `dump_database` → `import_database` through deploy-target's pipe (Python relay, DEFINERs stripped)"
 
 
@@ -459,8 +466,8 @@ def profile_text(results: dict[str, Any]) -> str:
             )
             if PIECE_OPTS in pieces and PIECE_NOAC in pieces:
                 text += (
-                    f" — the same options in a shell pipe without Python {pieces[PIECE_OPTS]:.1f} s, and without "
-                    f"`--no-autocommit` {pieces[PIECE_NOAC]:.1f} s"
+                    f" — the same options in a shell pipe without Python {pieces[PIECE_OPTS]:.1f} s, and with "
+                    f"`--no-autocommit` added back (our old option) {pieces[PIECE_NOAC]:.1f} s"
                 )
         text += (
             f"; the {len(others)} other task runs in the window {sum(others.values()):.1f} s (largest: "

@@ -43,8 +43,11 @@ def migrate_site(
         plan = {"target": target, "comparison": comparison}
         if dry_run:
             return {"name": name, "dry_run": True, **plan}
-        # 2. A pinned backup of the site as it is (it stays online meanwhile: a consistent dump), kept — but
-        #    unpinned — if the migrate is rolled back. Then maintenance mode on: the downtime starts.
+        # 2. Where the target goes (a free database name); a pinned backup of the site as it is (it stays
+        #    online meanwhile: a consistent dump), kept — but unpinned — if the migrate is rolled back. Then
+        #    maintenance mode on: the downtime starts.
+        planned = steps.plan_target(name, target)
+        op.push("target dir, database and vhost removed", steps.discard_target, name, target, planned)
         backup = backups.backup_archive(name, PRE_MIGRATE, None, True)
         op.push(f"backup {backup['id']} unpinned", steps.unpin_backup, name, backup["id"])
         backups.record_backup(name, backup)
@@ -52,8 +55,6 @@ def migrate_site(
         restore.maintenance_mode(name, True)
         # 3. Deploy: the frozen site copied into the target dir and a NEW database and user on the target db
         #    server, in one streamed pass (no archive round trip inside the downtime).
-        planned = steps.plan_target(name, target)
-        op.push("target dir, database and vhost removed", steps.discard_target, name, target, planned)
         steps.deploy_target(name, None, target, planned)
         # 4. updatedb with the target's code; on a new uri, its paths in content follow; caches cleared.
         steps.updatedb(name, target)

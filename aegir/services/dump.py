@@ -26,7 +26,8 @@ MIN_DUMP_BYTES = 1024
 DUMP_OPTIONS = (
     "--single-transaction",  # consistent InnoDB snapshot without locking the site
     "--quick",  # row by row, never the whole table in memory
-    "--no-autocommit",  # one COMMIT per table: much faster imports
+    # no --no-autocommit: one transaction per table overflows a default-sized redo log on big tables, and
+    # measured slower than a commit per (1 MB, extended) INSERT here (bench/migrate.py, docs/benchmarks.md)
     "--skip-lock-tables",  # --single-transaction already gives consistency; LOCK TABLES needs the privilege
     "--routines",
     "--triggers",
