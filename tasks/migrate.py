@@ -24,13 +24,13 @@ from aegir.transport.factory import connected
 
 from . import deploy
 from .common import TRANSIENT_RETRIES, record, step, store
+from .platform import platform_and_server
 from .site import SiteEnv, apply_vhost, probe, site_env, write_files
 
 
 def _fresh_scan(platform_name: str) -> tuple[Any, Any]:
-    s = store()
-    platform = registry.load_platform(s, platform_name)
-    with connected(registry.load_server(s, platform.web_server)) as transport:
+    platform, server = platform_and_server(platform_name)
+    with connected(server) as transport:
         return platform, scan_platform(transport, platform.root)
 
 

@@ -221,18 +221,23 @@ def recover(name: str, op: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------------------------
 # the site lock
 # ---------------------------------------------------------------------------------------------------------
-def ensure_lock(limit: str) -> None:
+def ensure_limit(limit: str, slots: int = 1) -> None:
+    """Create (or resize) a global concurrency limit: ``strict`` acquisition needs it to exist."""
     with get_client(sync_client=True) as client:
-        client.upsert_global_concurrency_limit_by_name(limit, 1)
+        client.upsert_global_concurrency_limit_by_name(limit, slots)
+
+
+def _holder() -> ConcurrencyLeaseHolder | None:
+    """The lease holder shown in the API: this flow run."""
+    return ConcurrencyLeaseHolder(type="flow_run", id=flow_run.id) if flow_run.id else None
 
 
 def _break_lock(limit: str) -> None:
     """The holder is a dead process on this host: its lease would hold the site for up to a minute more.
     A new limit of the same name frees the site now (the dead lease dies with the old limit)."""
-    with get_client(sync_client=True) as client:
-        with contextlib.suppress(Exception):
-            client.delete_global_concurrency_limit_by_name(limit)
-        client.upsert_global_concurrency_limit_by_name(limit, 1)
+    with get_client(sync_client=True) as client, contextlib.suppress(Exception):
+        client.delete_global_concurrency_limit_by_name(limit)
+    ensure_limit(limit)
 
 
 @contextlib.contextmanager
@@ -241,9 +246,8 @@ def site_lock(name: str) -> Iterator[None]:
     --no-wait. A lock held by a dead process on this host is released."""
     site = _site(name)
     limit = lock_name(site)
-    ensure_lock(limit)
+    ensure_limit(limit)
     logger = get_run_logger()
-    holder = ConcurrencyLeaseHolder(type="flow_run", id=flow_run.id) if flow_run.id else None
     waited_since: float | None = None
     timeout = 0.5  # a first short try: a dead holder is found (and its lock released) without waiting
     with contextlib.ExitStack() as stack:
@@ -256,7 +260,7 @@ def site_lock(name: str) -> Iterator[None]:
                         timeout_seconds=timeout,
                         strict=True,
                         lease_duration=LEASE_SECONDS,
-                        holder=holder,
+                        holder=_holder(),
                     )
                 )
                 break
@@ -282,10 +286,8 @@ def site_lock(name: str) -> Iterator[None]:
 def db_slot(server: ServerContext) -> Iterator[None]:
     """One of the db server's ``db_task_limit`` slots (limit ``db-<slug>``) for a dump or an import."""
     limit = f"db-{server.slug}"
-    with get_client(sync_client=True) as client:
-        client.upsert_global_concurrency_limit_by_name(limit, server.db_task_limit)
-    holder = ConcurrencyLeaseHolder(type="flow_run", id=flow_run.id) if flow_run.id else None
-    with concurrency(limit, occupy=1, strict=True, lease_duration=LEASE_SECONDS, holder=holder):
+    ensure_limit(limit, server.db_task_limit)
+    with concurrency(limit, occupy=1, strict=True, lease_duration=LEASE_SECONDS, holder=_holder()):
         yield
 
 
