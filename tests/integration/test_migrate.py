@@ -86,6 +86,8 @@ def test_schema_downgrade_is_refused_by_the_preflight_and_nothing_changes(prefec
     registry.save(hosting.store, other_db, "server", {**db_admin, "http_service_type": "null"})
     db_only = aegir(prefect_api.env, "migrate", name, d7, f"--db_server={other_db}")
     assert db_only.returncode == 2 and "db_server: " in db_only.stderr, db_only.stderr
+    bad_uri = aegir(prefect_api.env, "rename", name, "not a domain!")
+    assert bad_uri.returncode == 2 and "new_uri: " in bad_uri.stderr, bad_uri.stderr
     after = hosting.load_site(name)
     assert (after.platform, after.db_name, after.backups) == (before.platform, before.db_name, before.backups)
     assert databases() == dbs and leftovers(hosting, older, name[1:]) == []
