@@ -40,11 +40,11 @@ def clone_site(site: str, new_uri: str, platform: str | None = None, db_server: 
         planned = steps.plan_target(name, target)
         op.push("clone dir, database and vhost removed", steps.discard_target, name, target, planned)
         steps.deploy_target(name, archive, target, planned)
-        # 4. updatedb (another platform's code), paths of the old domain in content, caches.
-        if target["platform"] != previous["platform"]:
-            steps.updatedb(name, target)
+        # 4. Paths of the old domain in content; updatedb (another platform's code); caches.
         steps.rename_fixups(name, target, previous["uri"])
-        steps.target_cache_clear(name, target)
+        other_code = target["platform"] != previous["platform"]
+        if not (other_code and steps.updatedb(name, target)):
+            steps.target_cache_clear(name, target)
         # 5. The clone's vhost, verified through the web server; the source still answers as before.
         steps.target_vhost(name, target)
         steps.probe_target(name, target)

@@ -43,24 +43,27 @@ def migrate_site(
         plan = {"target": target, "comparison": comparison}
         if dry_run:
             return {"name": name, "dry_run": True, **plan}
-        # 2. Where the target goes (a free database name); a pinned backup of the site as it is (it stays
-        #    online meanwhile: a consistent dump), kept — but unpinned — if the migrate is rolled back. Then
-        #    maintenance mode on: the downtime starts.
+        # 2. The target made ready while the site stays online: a free database name, then the NEW (empty)
+        #    database and user, the dir with its credentials and settings.php. A pinned backup of the site as
+        #    it is (a consistent dump), kept — but unpinned — if the migrate is rolled back. Then maintenance
+        #    mode on: the downtime starts.
         planned = steps.plan_target(name, target)
         op.push("target dir, database and vhost removed", steps.discard_target, name, target, planned)
+        steps.prepare_target(name, target, planned)
         backup = backups.backup_archive(name, PRE_MIGRATE, None, True)
         op.push(f"backup {backup['id']} unpinned", steps.unpin_backup, name, backup["id"])
         backups.record_backup(name, backup)
         op.push("maintenance mode off", restore.maintenance_mode, name, False)
         restore.maintenance_mode(name, True)
-        # 3. Deploy: the frozen site copied into the target dir and a NEW database and user on the target db
-        #    server, in one streamed pass (no archive round trip inside the downtime).
+        # 3. Deploy: the frozen site copied into the target in one streamed pass (no archive round trip inside
+        #    the downtime).
         steps.deploy_target(name, None, target, planned)
-        # 4. updatedb with the target's code; on a new uri, its paths in content follow; caches cleared.
-        steps.updatedb(name, target)
+        # 4. On a new uri, its paths in content follow; updatedb with the target's code; caches cleared (by
+        #    updatedb itself when it ran updates).
         if target["uri"] != previous["uri"]:
             steps.rename_fixups(name, target, previous["uri"])
-        steps.target_cache_clear(name, target)
+        if not steps.updatedb(name, target):
+            steps.target_cache_clear(name, target)
         # 5. The target's vhost (the switch, when the uri and web server stay), verified through the web server.
         op.push("vhost of the old location back", sites.restore_vhost, name)
         steps.target_vhost(name, target)

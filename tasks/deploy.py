@@ -104,32 +104,46 @@ def _pipe(produce: Callable[[BinaryIO], object], consume: Callable[[BinaryIO], o
         raise failure[0]
 
 
-def copy_live(source: SiteEnv, env: SiteEnv, planned: dict[str, str]) -> dict[str, str]:
-    """Fill a planned deploy straight from the live site — its database dumped into the NEW database and
-    user through a pipe, its dir copied with a tar stream — with no archive in between: one pass, as an admin
-    would type it. migrate-site does this inside its maintenance window (the site is frozen; its pinned
-    backup archive was written just before, and the old database and dir stay until the very end)."""
+def prepare(env: SiteEnv, planned: dict[str, str]) -> None:
+    """Everything of a planned deploy that does not hold the site's data, made ahead (migrate-site does this
+    before its maintenance window): the NEW database (empty) and user with its grants, the dir and the new
+    credentials file in it. :func:`copy_live` then fills them."""
     new_path, db_name = planned["path"], planned["db_name"]
     hosts = _free_hosts(env, db_name)
     password = random_password()
     env.databases().create(db_name, db_name, password, hosts)
+    with connected(env.web) as web:
+        web.makedirs(new_path)
+        creds = DbParams("mysql", db_name, db_name, password, env.db.db_address, env.db.db_port)
+        web.write_file(
+            posixpath.join(new_path, site_files.CREDENTIALS_FILE),
+            site_files.render_credentials(creds),
+            mode=site_files.CREDENTIALS_MODE,
+        )
+
+
+# written for the target by prepare (and write_files), never copied from the source
+_OWN_FILES = (site_files.CREDENTIALS_FILE, "settings.php")
+
+
+def copy_live(source: SiteEnv, env: SiteEnv, planned: dict[str, str]) -> dict[str, str]:
+    """Fill a :func:`prepare`-d deploy straight from the live site — its database dumped into the new
+    database through a pipe, its dir copied with a tar stream (all but the target's own credentials file and
+    settings.php) — with no archive in between: one pass, as an admin would type it. migrate-site does this
+    inside its maintenance window (the site is frozen; its pinned backup archive was written just before, and
+    the old database and dir stay until the very end)."""
+    new_path, db_name = planned["path"], planned["db_name"]
     master = LocalTransport("localhost")
     with db_slot(env.db):
         _pipe(
             lambda out: dump_database(master, source.db, source.site.db_name or "", out),
             lambda dump: import_database(master, env.db, db_name, dump),
         )
+    excludes = [f"--exclude=./{name}" for name in _OWN_FILES]
     with connected(source.web) as src, connected(env.web) as dst:
-        dst.makedirs(new_path)
         _pipe(
-            lambda out: src.run(["tar", "-C", source.site_path, "-cf", "-", "."], stdout=out),
+            lambda out: src.run(["tar", "-C", source.site_path, *excludes, "-cf", "-", "."], stdout=out),
             lambda tar: dst.run(["tar", "-C", new_path, "-xpf", "-"], stdin=tar),
-        )
-        creds = DbParams("mysql", db_name, db_name, password, env.db.db_address, env.db.db_port)
-        dst.write_file(
-            posixpath.join(new_path, site_files.CREDENTIALS_FILE),
-            site_files.render_credentials(creds),
-            mode=site_files.CREDENTIALS_MODE,
         )
     get_run_logger().info("%s copied into %s and database %s", source.site.name, new_path, db_name)
     return {"path": new_path, "db_name": db_name}

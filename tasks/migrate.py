@@ -188,15 +188,26 @@ def plan_target(name: str, target: dict[str, str]) -> dict[str, str]:
     return deploy.plan(tenv, tenv.site_path)
 
 
+@step("prepare-target")
+def prepare_target(name: str, target: dict[str, str], planned: dict[str, str]) -> None:
+    """Before a migrate's maintenance window: the target's NEW (empty) database and user, its dir with the
+    new credentials file, settings.php and sites.php — nothing that holds the site's data."""
+    deploy.prepare(target_env(name, target), planned)
+    tenv = target_env(name, target)
+    with connected(tenv.web) as transport:
+        write_files(tenv, transport)
+
+
 @step("deploy-target")
 def deploy_target(name: str, backup: dict[str, Any] | None, target: dict[str, str], planned: dict[str, str]) -> None:
-    """Into the target dir and a NEW database and user on the target db server: the backup archive (clone),
-    or, with no backup given, the live site itself in one streamed pass (migrate, inside its maintenance
-    window); then settings.php, modes and aliases for the target, from the target's own credentials."""
+    """The site's data into the target: the backup archive into the target dir and a NEW database and user on
+    the target db server, then settings.php, modes and aliases for the target (clone); or, with no backup
+    given, the live site itself copied in one streamed pass into the prepared target (migrate, inside its
+    maintenance window)."""
     if backup is None:
         deploy.copy_live(site_env(name), target_env(name, target), planned)
-    else:
-        deploy.deploy(target_env(name, target), backup, planned)
+        return
+    deploy.deploy(target_env(name, target), backup, planned)
     tenv = target_env(name, target)
     with connected(tenv.web) as transport:
         write_files(tenv, transport)
@@ -220,13 +231,14 @@ def discard_target(name: str, target: dict[str, str], planned: dict[str, str]) -
 
 
 @step("updatedb")
-def updatedb(name: str, target: dict[str, str]) -> str:
-    """drush updatedb on the target (the new platform's code against the imported database)."""
+def updatedb(name: str, target: dict[str, str]) -> bool:
+    """drush updatedb on the target (the new platform's code against the imported database). Returns whether
+    it cleared the caches (drush does after running updates): then no separate cache clear is needed."""
     tenv = target_env(name, target)
     with connected(tenv.web) as transport:
-        out = tenv.drush(transport).updatedb()
+        out, cleared = tenv.drush(transport).updatedb()
     get_run_logger().info("updatedb on %s: %s", tenv.site.uri, " | ".join(out.strip().splitlines()[-3:]))
-    return out
+    return cleared
 
 
 @step("rename-fixups")

@@ -44,6 +44,9 @@ class Commands:
     pm_list: str
     updatedb: str
     global_options: tuple[str, ...]
+    # what updatedb logs when it has cleared the caches itself: drush 8 after running updates, drush 12+ at
+    # the end of its update batch (whose last operation is a cache rebuild, --cache-clear being the default)
+    updatedb_cleared: str
 
     def maintenance(self, on: bool) -> list[str]:
         raise NotImplementedError
@@ -59,8 +62,19 @@ class Drush12(Commands):
         return ["state:set", "system.maintenance_mode", "1" if on else "0", "--input-format=integer"]
 
 
-DRUSH8 = Drush8("site-install", "status", "uli", ("cc", "all"), "pm-list", "updatedb", ("--nocolor",))
-DRUSH12 = Drush12("site:install", "status", "user:login", ("cache:rebuild",), "pm:list", "updatedb", ())
+DRUSH8 = Drush8(
+    "site-install", "status", "uli", ("cc", "all"), "pm-list", "updatedb", ("--nocolor",), "'all' cache was cleared."
+)
+DRUSH12 = Drush12(
+    "site:install",
+    "status",
+    "user:login",
+    ("cache:rebuild",),
+    "pm:list",
+    "updatedb",
+    (),
+    "Finished performing updates.",
+)
 
 
 def commands_for(major: int) -> Commands:
@@ -139,8 +153,12 @@ class Drush:
     def cache_clear(self) -> str:
         return self.run(*self.commands.cache_clear)
 
-    def updatedb(self) -> str:
-        return self.run(self.commands.updatedb, "-y")
+    def updatedb(self) -> tuple[str, bool]:
+        """``updatedb -y``: its output (drush logs on stderr) and whether it cleared the caches itself (it does
+        after running updates; with nothing pending it does not)."""
+        out, err = self.run_logged(self.commands.updatedb, "-y")
+        text = "\n".join(part for part in (out.strip(), err.strip()) if part)
+        return text, self.commands.updatedb_cleared in text
 
     def enabled_modules(self) -> dict[str, Any]:
         out = self.run(self.commands.pm_list, "--type=module", "--status=enabled", "--format=json")

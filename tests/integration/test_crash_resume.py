@@ -191,7 +191,7 @@ def test_delete_killed_at_each_step_then_resumed_is_fully_deleted(prefect_api, h
 
 
 MIGRATE_KILL_POINTS = kill_points("""
-    maintenance-mode#1:after record-backup:after deploy-target:before deploy-target:after
+    prepare-target:after maintenance-mode#1:after record-backup:after deploy-target:before deploy-target:after
     updatedb:after target-cache-clear:after target-vhost:after target-maintenance:after
     finish-migrate:before finish-migrate:after
 """)

@@ -14,6 +14,7 @@ from tests.integration.helpers import aegir, unique
 from tests.integration.sites import Hosting, enable_d7_module, make_hosting, query_site, site_database_exists
 from tests.integration.test_backup_restore import retitle, titles
 from tests.integration.test_install_site import install
+from tests.support import mariadb
 from tests.support.mariadb import databases
 
 pytestmark = pytest.mark.integration
@@ -47,10 +48,18 @@ def installed(hosting: Hosting, kinds: tuple[str, str], content: str) -> tuple[s
     return source, target, name
 
 
+def stale_cache(db: str) -> None:
+    """A cache entry the migrated site must not keep (code and paths changed under it)."""
+    conn = mariadb.connect(db, autocommit=True)
+    with conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO cache (cid, data) VALUES ('stale', 'from before the migrate')")
+
+
 def test_upgrade_older_to_newer_runs_updates_and_removes_the_old_site(prefect_api, hosting):
     older, newer, name = installed(hosting, ("d7-older", "d7-newer"), "Content before the upgrade")
     uri = name[1:]
     before = hosting.load_site(name)
+    stale_cache(before.db_name)
     system_before = schema(before.db_name, "system")
 
     planned = aegir(prefect_api.env, "migrate", name, newer, "--dry-run")
@@ -64,6 +73,7 @@ def test_upgrade_older_to_newer_runs_updates_and_removes_the_old_site(prefect_ap
     assert after.platform == newer and after.status == "installed" and after.operation is None
     assert schema(after.db_name, "system") > system_before  # updatedb ran with the newer code
     assert titles(hosting, name, 7) == ["Content before the upgrade"]
+    assert query_site(after.db_name, "SELECT cid FROM cache") == []  # cleared (by updatedb)
     hosting.web.wait_for(uri, status=200, text=uri)
     # the old site is gone: dir, database and user; the new one has its own
     assert after.db_name != before.db_name and not site_database_exists(before.db_name)
@@ -102,6 +112,7 @@ def test_rename_moves_content_paths_and_stops_serving_the_old_name(prefect_api, 
     hosting.sites.append("@" + new_uri)
     assert install(name).is_completed()
     old_db = hosting.load_site(name).db_name
+    stale_cache(old_db)
 
     done = aegir(prefect_api.env, "rename", name, new_uri)
     assert done.returncode == 0, done.stderr
@@ -110,6 +121,7 @@ def test_rename_moves_content_paths_and_stops_serving_the_old_name(prefect_api, 
     assert site.uri == new_uri and site.platform == d7 and site.backups[0]["reason"] == "Pre-migration backup"
     body = query_site(site.db_name, "SELECT body_value FROM field_data_body")[0][0]
     assert f"sites/{new_uri}/files" in body and f"sites/{old_uri}/" not in body
+    assert query_site(site.db_name, "SELECT cid FROM cache") == []  # no updates ran: cleared by a cache clear
     hosting.web.wait_for(new_uri, status=200, text=f"| {new_uri}</title>")  # the site name followed
     hosting.web.wait_for(old_uri, status=404)
     assert not site_database_exists(old_db)

@@ -78,6 +78,7 @@ MIGRATE_STEPS = [
     "backup-archive",
     "record-backup",
     "plan-target",
+    "prepare-target",
     "deploy-target",
     "updatedb",
     "target-cache-clear",

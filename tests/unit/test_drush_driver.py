@@ -89,3 +89,22 @@ def test_site_url_and_unsupported_majors():
     assert site_url("example.com", 8080) == "http://example.com:8080"
     with pytest.raises(AegirError, match="Drupal 6 is not supported"):
         commands_for(6)
+
+
+@pytest.mark.parametrize(
+    ("major", "stderr", "cleared"),
+    [
+        # the transcript's drush 8 after running updates, and with nothing pending
+        (7, b"Performed update: system_update_7085 [ok]\n'all' cache was cleared. [success]\n"
+            b"Finished performing updates. [ok]\n", True),  # fmt: skip
+        (7, b"No database updates required [success]\n", False),
+        # drush 12: the update batch ends with a cache rebuild; nothing pending, no batch
+        (10, b" [notice] Update completed: system_update_10100\n [success] Finished performing updates.\n", True),
+        (10, b" [success] No pending updates.\n", False),
+    ],
+)
+def test_updatedb_says_whether_it_cleared_the_caches(major, stderr, cleared):
+    d, t = drush(major, stderr=stderr)
+    out, did_clear = d.updatedb()
+    assert t.calls[-1][-2:] == ["updatedb", "-y"]
+    assert did_clear is cleared and stderr.decode().strip().splitlines()[-1].strip() in out
