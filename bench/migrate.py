@@ -387,23 +387,24 @@ NOTES = """\
 Downtime is what a visitor sees: from the start of the maintenance-mode (on) task run to the end of the
 target-maintenance (off) task run of the migrate-site flow (Prefect API task-run times). Before it, with the
 site still online and not counted: validate-migrate, previous-location, preflight (the package comparison),
-plan-target (a free database name on the target db server), backup-archive (the pinned pre-migration archive:
-our dump, compressed, fsynced, checksummed) and record-backup. Inside it, each step a Prefect task run (state
-round-trips to the API, plus the gaps between the runs): maintenance-mode (`drush vset maintenance_mode 1` on
-the live site); deploy-target — a NEW database and a NEW database user (`CREATE DATABASE`, `CREATE USER` +
-`GRANT` for each grant host), then, holding one of the db server's dump/import slots (a Prefect global
-concurrency limit), the frozen site copied in one streamed pass: our `mysqldump` (`--single-transaction
---quick --skip-lock-tables --routines --triggers --hex-blob --default-character-set=utf8mb4
---max-allowed-packet=1G`; no `--no-autocommit`, so each multi-row INSERT commits on its own, as raw
-mysqldump's defaults; the admin credentials as an option file on an inherited pipe, over TCP) read by Python,
-DEFINER clauses stripped while streaming and the completion trailer checked, written into an OS pipe that a
-second thread feeds to `mysql` importing into the new database; then the site dir by `tar -cf - | tar -xpf -`
-through the same kind of pipe, the new credentials file, and settings.php, the files dirs, the salt and
-sites.php for the target; updatedb (`drush updatedb -y` with the target platform's code); target-cache-clear
-(`drush cc all`); target-vhost (the vhost written, the web server's config test, one reload: the switch);
-target-maintenance (`drush vset maintenance_mode 0` on the target). After it, in the wall time only:
-probe-target (HTTP through the web server) and finish-migrate (the record names the target; the old dir,
-database and user go).
+plan-target (a free database name on the target db server), prepare-target (the NEW, empty database and the
+NEW database user: `CREATE DATABASE`, `CREATE USER` + `GRANT` for each grant host; the target dir with the new
+credentials file, settings.php, the files dirs, the salt and sites.php), backup-archive (the pinned
+pre-migration archive: our dump, compressed, fsynced, checksummed) and record-backup. Inside it, each step a
+Prefect task run (state round-trips to the API, plus the gaps between the runs): maintenance-mode (`drush vset
+maintenance_mode 1` on the live site); deploy-target — holding one of the db server's dump/import slots (a
+Prefect global concurrency limit), the frozen site copied in one streamed pass: our `mysqldump`
+(`--single-transaction --quick --skip-lock-tables --routines --triggers --hex-blob
+--default-character-set=utf8mb4 --max-allowed-packet=1G`; no `--no-autocommit`, so each multi-row INSERT
+commits on its own, as raw mysqldump's defaults; the admin credentials as an option file on an inherited
+pipe, over TCP) read by Python, DEFINER clauses stripped while streaming and the completion trailer checked,
+written into an OS pipe that a second thread feeds to `mysql` importing into the new database; then the site
+dir (all but the target's own credentials file and settings.php) by `tar -cf - | tar -xpf -` through the same
+kind of pipe; updatedb (`drush updatedb -y` with the target platform's code; it clears the caches itself after
+running updates, so target-cache-clear — `drush cc all` — runs only when it ran none); target-vhost (the vhost
+written, the web server's config test, one reload: the switch); target-maintenance (`drush vset
+maintenance_mode 0` on the target). After it, in the wall time only: probe-target (HTTP through the web
+server) and finish-migrate (the record names the target; the old dir, database and user go).
 
 Raw is the minimum a careful admin types, one bash script, no checks: `drush vset maintenance_mode 1`; `CREATE
 DATABASE` + a `GRANT` to the site's existing user (no new user); `mysqldump --single-transaction --quick DB |

@@ -25,8 +25,18 @@ R = TypeVar("R")
 RETRY_DELAYS = [float(d) for d in os.environ.get("AEGIR_TASK_RETRY_DELAYS", "2,5,15").split(",") if d.strip()]
 
 
+_stores: dict[str, BlockStore] = {}
+
+
 def store() -> BlockStore:
-    return BlockStore.from_prefect()
+    """The context store of the API this process's Prefect client uses: one per API and process (a new HTTP
+    client costs ~17 ms — its TLS context — and new connections; httpx clients are thread-safe)."""
+    from prefect.settings import PREFECT_API_URL
+
+    url = str(PREFECT_API_URL.value() or "")
+    if url not in _stores:
+        _stores[url] = BlockStore.from_prefect()
+    return _stores[url]
 
 
 def transient_only(task: Task, task_run: TaskRun, state: State) -> bool:

@@ -82,12 +82,12 @@ def compare_packages(name: str, target: str) -> dict[str, Any]:
 # The site record itself changes only at the end (finish-migrate), so a rollback never has to restore it.
 # ---------------------------------------------------------------------------------------------------------
 def target_env(name: str, target: dict[str, str]) -> SiteEnv:
-    env = site_env(name)
     s = store()
+    current = registry.load_site(s, name)
     platform = registry.load_platform(s, target["platform"])
     web = registry.load_server(s, platform.web_server)
     db = registry.load_server(s, target["db_server"])
-    site = env.site.model_copy(
+    site = current.model_copy(
         update={
             "name": target["name"],
             "uri": target["uri"],
