@@ -3,6 +3,7 @@ their flow in-process against the configured Prefect API and print the flow run 
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -409,6 +410,79 @@ def backup_delete(
     guarded(run)
 
 
+@app.command("backup-all")
+def backup_all(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list the sites that are due"),
+    ignore_window: bool = typer.Option(False, "--ignore-window", help="Run now, even outside the backup window"),
+    default_interval: str = typer.Option("1d", "--interval", help="Back up sites whose last backup is older"),
+    platform: str | None = typer.Option(None, "--platform", help="Only the sites of this platform"),
+) -> None:
+    """Back up every installed, enabled site that is due (oldest backup first), as the schedule does."""
+
+    def run() -> None:
+        params = {"default_interval": default_interval, "ignore_window": ignore_window, "dry_run": dry_run}
+        params["platform"] = registry.load_platform(_store(), platform).name if platform else None
+        rows = run_task_flow("flows.backup_all:backup_all", **params)
+        for r in rows:
+            if dry_run:
+                typer.echo(f"{r['site']}  due (last backup {r['last_backup'] or 'never'}, every {r['interval']})")
+            else:
+                typer.echo(f"{r['site']}  {r['result']}  {r['backup']}  {_size(r['size'])}")
+        typer.echo(f"{len(rows)} site(s) {'due' if dry_run else 'backed up'}")
+
+    guarded(run)
+
+
+@app.command("purge-backups")
+def purge_backups(
+    name: str | None = typer.Argument(None, help="Only this site (default: every site)"),
+    rules: list[str] | None = typer.Option(None, "--rule", help="older-than:keep-one-per, e.g. 7d:1w (repeat)"),
+    max_count: int | None = typer.Option(None, "--max-count", help="At most this many backups per site"),
+    max_bytes: int | None = typer.Option(None, "--max-bytes", help="At most this many bytes of backups per site"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list what would be removed, and why"),
+) -> None:
+    """Remove old backups by the retention rules (default: daily for 7 days, weekly for 5 weeks, monthly for
+    12 months), per site; pinned backups are never removed."""
+
+    def run() -> None:
+        params: dict[str, Any] = {"site": _site_name(name) if name else None, "dry_run": dry_run}
+        params.update({k: v for k, v in (("rules", rules), ("max_count", max_count), ("max_bytes", max_bytes)) if v})
+        rows = run_task_flow("flows.purge_backups:purge_backups", **params)
+        for r in rows:
+            typer.echo(f"{r['site']}  {r['id']}  {r['created']}  {r['reason']}")
+        typer.echo(f"{'Would remove' if dry_run else 'Removed'} {len(rows)} backup(s)")
+
+    guarded(run)
+
+
+@app.command("migrate-platform")
+def migrate_platform(
+    platform: str = typer.Argument(..., help="The platform whose sites move, e.g. @platform_d7_old"),
+    target: str = typer.Argument(..., help="The platform they move to, e.g. @platform_d7_new"),
+    canary: int = typer.Option(1, "--canary", help="Sites migrated first, one at a time"),
+    parallel: int = typer.Option(2, "--parallel", help="Sites migrated at once after the canary"),
+    max_failures: int = typer.Option(0, "--max-failures", help="Failures tolerated before no new ones start"),
+) -> None:
+    """Migrate every site of a platform to another: a canary batch first, then the rest a few at a time,
+    halting when too many fail (each failed site is rolled back where it was)."""
+
+    def run() -> None:
+        store = _store()
+        params = {
+            "platform": registry.load_platform(store, platform).name,
+            "target": registry.load_platform(store, target).name,
+            "canary": canary,
+            "parallel": parallel,
+            "max_failures": max_failures,
+        }
+        rows = run_task_flow("flows.migrate_platform:migrate_platform", **params)
+        for r in rows:
+            typer.echo(f"{r['site']}  {r['result']}  {r.get('seconds', '')}")
+        typer.echo(f"{len(rows)} site(s) migrated to {params['target']}")
+
+    guarded(run)
+
+
 @app.command()
 def restore(
     name: str = typer.Argument(..., help="The site, e.g. @example.com"),
@@ -593,6 +667,37 @@ def mail_server(
     guarded(run)
 
 
+@app.command()
+def notify(
+    to: list[str] | None = typer.Option(None, "--to", help="E-mail address told about failed tasks (repeat)"),
+    off: bool = typer.Option(False, "--off", help="Stop notifying"),
+) -> None:
+    """Who is e-mailed when a task or a scheduled backup fails (block aegir-email-notification/default),
+    through the mail server set with aegir mail-server."""
+
+    def run() -> None:
+        from aegir.contexts import build
+        from aegir.notify import DEFAULT_NAME, Notifications
+
+        if off == bool(to):
+            raise InputError("to", "give --to ADDRESS (one or more), or --off")
+        settings = None if off else build(Notifications, {"to": list(to or [])})  # type: ignore[arg-type]
+        _connect()
+        from blocks.notifications import AegirEmailNotification
+
+        if settings is None:
+            from prefect.exceptions import ObjectNotFound
+
+            with contextlib.suppress(ValueError, ObjectNotFound):
+                AegirEmailNotification.delete(DEFAULT_NAME)
+            typer.echo("Failure notifications off")
+            return
+        AegirEmailNotification.model_validate(settings.model_dump()).save(DEFAULT_NAME, overwrite=True)
+        typer.echo(f"Failures are e-mailed to {', '.join(settings.to)} (block aegir-email-notification/default)")
+
+    guarded(run)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # local Prefect server
 # ---------------------------------------------------------------------------------------------------------
@@ -623,6 +728,22 @@ def server_status() -> None:
     typer.echo(message)
     if not ok:
         raise typer.Exit(4)
+
+
+@app.command("serve")
+def serve_deployments(
+    limit: int | None = typer.Option(None, "--limit", help="At most this many runs at once (default: no limit)"),
+) -> None:
+    """Serve every deployment of prefect.yaml from this process, with no work pool: runs triggered from the
+    UI, by `prefect deployment run` or by their schedules execute here until Ctrl-C (schedules then pause)."""
+
+    def run() -> None:
+        _connect()
+        from deployments import serve
+
+        serve.serve(limit=limit)
+
+    guarded(run)
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from .backup_policy import compact_duration
 from .errors import InputError
 
 CONTEXT_TYPES = ("server", "platform", "site")
@@ -407,6 +408,17 @@ class SiteContext(ContextBase):
     db_password: SecretStr | None = Field(None, description="The site's database password (set by install)")
     packages: list[dict[str, Any]] = Field(default_factory=list, description="Modules/themes of the site")
     backups: list[dict[str, Any]] = Field(default_factory=list, description="Backups of the site")
+    backup_interval: str | None = Field(
+        None,
+        description="How often backup-all backs this site up, e.g. 6h, 1d, 7d, 4w; off: never; empty: the "
+        "backup-all default (1d)",
+    )
+    backup_max_count: int | None = Field(
+        None, ge=1, description="purge-backups keeps at most this many of this site's backups (pinned ones not counted)"
+    )
+    backup_max_bytes: int | None = Field(
+        None, ge=1, description="purge-backups keeps this site's backups under this many bytes (oldest go first)"
+    )
     operation: dict[str, Any] | None = Field(
         None, description="The task running on the site and the undo of its steps (kept if its worker dies)"
     )
@@ -422,6 +434,15 @@ class SiteContext(ContextBase):
     @classmethod
     def _uri(cls, v: str | None) -> str | None:
         return None if v is None else check_hostname(v)
+
+    @field_validator("backup_interval")
+    @classmethod
+    def _backup_interval(cls, v: str | None) -> str | None:
+        if v is None or v.strip() == "":
+            return None
+        if v.strip().lower() == "off":
+            return "off"
+        return compact_duration(v)
 
     @field_validator("aliases")
     @classmethod

@@ -52,6 +52,8 @@ def as_block(ctx: ContextBase) -> Block:
 
 
 def register_all() -> None:
-    """Register the three types so the UI can create them before any was saved."""
-    for cls in (*BLOCK_TYPES.values(), AegirMailServer):
+    """Register Aegir's block types so the UI can create them before any was saved."""
+    from blocks.notifications import AegirEmailNotification
+
+    for cls in (*BLOCK_TYPES.values(), AegirMailServer, AegirEmailNotification):
         cls.register_type_and_schema()

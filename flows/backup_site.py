@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from prefect import flow
+from typing import Any, Literal
 
 from tasks import backup as steps
 from tasks import site as sites
+from tasks.notify import task_flow
 from tasks.operation import site_operation
 
 
-@flow(name="backup-site", flow_run_name="backup-site {site}")
-def backup_site(site: str, description: str = steps.ON_REQUEST, compression: str | None = None) -> dict[str, Any]:
+@task_flow(name="backup-site", flow_run_name="backup-site {site}")
+def backup_site(
+    site: str, description: str = steps.ON_REQUEST, compression: Literal["gzip", "zstd"] | None = None
+) -> dict[str, Any]:
     """Back up a site: database dump (credentials through a pipe, never argv) and site files in one archive
     on the master, checksummed; recorded on the site block.
 
@@ -33,7 +34,7 @@ def backup_site(site: str, description: str = steps.ON_REQUEST, compression: str
         return entry
 
 
-@flow(name="backup-delete", flow_run_name="backup-delete {site}")
+@task_flow(name="backup-delete", flow_run_name="backup-delete {site}")
 def backup_delete(site: str, ids: list[str], force: bool = False) -> list[str]:
     """Delete backups of a site (files and records). Pinned safety backups need force.
 

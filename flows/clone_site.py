@@ -5,17 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
-
 from tasks import backup as backups
 from tasks import migrate as steps
 from tasks import site as sites
+from tasks.notify import task_flow
 from tasks.operation import site_operation
 
 CLONE_SOURCE = "Clone source (temporary)"
 
 
-@flow(name="clone-site", flow_run_name="clone-site {site} {new_uri}")
+@task_flow(name="clone-site", flow_run_name="clone-site {site} {new_uri}")
 def clone_site(site: str, new_uri: str, platform: str | None = None, db_server: str | None = None) -> dict[str, Any]:
     """Clone a site: backup of the live source, deployed under the new domain with a new database and user;
     the clone gets its own site block (no aliases). Rolled back on any failure; the source is never touched.
@@ -27,7 +26,7 @@ def clone_site(site: str, new_uri: str, platform: str | None = None, db_server: 
         db_server: the clone's db server (default: the source's)
     """
     name = sites.site_env(site).site.name
-    with site_operation(name, "clone-site") as op:
+    with site_operation(name, "clone-site", steps=14) as op:
         # 1. Pre-flight: the source is installed; the domain is free; the target platform passes the compare.
         sites.load_site(name)
         previous = steps.previous_location(name)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
-
 from tasks import migrate as steps
 from tasks import site as sites
+from tasks.notify import task_flow
 
 
-@flow(name="compare-site", flow_run_name="compare-site {site} {platform}")
+@task_flow(name="compare-site", flow_run_name="compare-site {site} {platform}")
 def compare_site(site: str, platform: str) -> dict[str, Any]:
     """Compare a site's enabled modules and themes with a target platform: per package error (schema
     downgrade), warning (missing, or a lower version), upgrade or no change; and the target install profile.

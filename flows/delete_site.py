@@ -5,17 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
-
 from tasks import backup as backups
 from tasks import restore as steps
 from tasks import site as sites
+from tasks.notify import task_flow
 from tasks.operation import site_operation
 
 PRE_DELETE = "Pre-delete backup"
 
 
-@flow(name="delete-site", flow_run_name="delete-site {site}")
+@task_flow(name="delete-site", flow_run_name="delete-site {site}")
 def delete_site(site: str) -> dict[str, Any]:
     """Delete a (disabled) site after a final backup; its backups are kept.
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
-
 from tasks import site as steps
+from tasks.notify import task_flow
 from tasks.operation import site_operation
 
 
@@ -26,7 +25,7 @@ def _switch(task: str, site: str, *, enable: bool) -> dict[str, Any]:
         return steps.record_verified(name)
 
 
-@flow(name="disable-site", flow_run_name="disable-site {site}")
+@task_flow(name="disable-site", flow_run_name="disable-site {site}")
 def disable_site(site: str) -> dict[str, Any]:
     """Disable a site: its vhost answers with the server's web_disable_url/<uri> (302), or a 503 page.
 
@@ -36,7 +35,7 @@ def disable_site(site: str) -> dict[str, Any]:
     return _switch("disable-site", site, enable=False)
 
 
-@flow(name="enable-site", flow_run_name="enable-site {site}")
+@task_flow(name="enable-site", flow_run_name="enable-site {site}")
 def enable_site(site: str) -> dict[str, Any]:
     """Enable a disabled site again: its normal vhost, verified by HTTP.
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
-
 from tasks import site as steps
+from tasks.notify import task_flow
 from tasks.operation import site_operation
 
 
-@flow(name="install-site", flow_run_name="install-site {site}")
+@task_flow(name="install-site", flow_run_name="install-site {site}")
 def install_site(site: str, force_reinstall: bool = False) -> dict[str, Any]:
     """Install a site: database, files, drush site-install, vhost, HTTP check, login link, welcome e-mail.
 
@@ -22,7 +21,7 @@ def install_site(site: str, force_reinstall: bool = False) -> dict[str, Any]:
             new site works)
     """
     name = steps.site_env(site).site.name
-    with site_operation(name, "install-site") as op:
+    with site_operation(name, "install-site", steps=13) as op:
         # 1. Validate: platform verified and not locked, profile and language offered, db service, not installed.
         reinstall = steps.validate_install(name, force_reinstall)
         op.push("site marked failed unless it was installed", steps.mark_failed, name)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from prefect import flow
-
 from tasks import site as steps
+from tasks.notify import task_flow
 from tasks.operation import site_operation
 
 
-@flow(name="login-reset", flow_run_name="login-reset {site}")
+@task_flow(name="login-reset", flow_run_name="login-reset {site}")
 def login_reset(site: str) -> str:
     """Generate a one-time login link (drush uli / user:login), shown as a link artifact.
 

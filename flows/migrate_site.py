@@ -6,18 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
-
 from tasks import backup as backups
 from tasks import migrate as steps
 from tasks import restore
 from tasks import site as sites
+from tasks.notify import task_flow
 from tasks.operation import site_operation
 
 PRE_MIGRATE = "Pre-migration backup"
 
 
-@flow(name="migrate-site", flow_run_name="migrate-site {site} {platform}")
+@task_flow(name="migrate-site", flow_run_name="migrate-site {site} {platform}")
 def migrate_site(
     site: str, platform: str, new_uri: str | None = None, db_server: str | None = None, dry_run: bool = False
 ) -> dict[str, Any]:
@@ -32,7 +31,7 @@ def migrate_site(
         dry_run: only the pre-flight and the plan; nothing is changed
     """
     name = sites.site_env(site).site.name
-    with site_operation(name, "migrate-site") as op:
+    with site_operation(name, "migrate-site", steps=16) as op:
         if op.resumed == "completed":
             return {"name": name, "resumed": True}
         # 1. Pre-flight: the target exists, is verified and free; package comparison (an error refuses).

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
-
 from tasks import backup as backups
 from tasks import restore as steps
 from tasks import site as sites
+from tasks.notify import task_flow
 from tasks.operation import site_operation
 
 SAFETY = "Generated before being restored to a previous version"
 
 
-@flow(name="restore-site", flow_run_name="restore-site {site} {backup}")
+@task_flow(name="restore-site", flow_run_name="restore-site {site} {backup}")
 def restore_site(site: str, backup: str = "latest") -> dict[str, Any]:
     """Restore a site from one of its backups: safety backup first, new database, switch, verify, cleanup.
 
@@ -24,7 +23,7 @@ def restore_site(site: str, backup: str = "latest") -> dict[str, Any]:
         backup: a backup id (aegir backups @site) or latest
     """
     name = sites.site_env(site).site.name
-    with site_operation(name, "restore-site") as op:
+    with site_operation(name, "restore-site", steps=15) as op:
         if op.resumed == "completed":  # this run was interrupted after its point of no return: finished now
             return sites.record_verified(name)
         # 1. The backup belongs to this site and its archive is intact: checked before anything is touched.

@@ -49,6 +49,9 @@ FLOWS = {
     "compare-site": "flows.compare_site:compare_site",
     "migrate-site": "flows.migrate_site:migrate_site",
     "clone-site": "flows.clone_site:clone_site",
+    "backup-all": "flows.backup_all:backup_all",
+    "purge-backups": "flows.purge_backups:purge_backups",
+    "migrate-platform": "flows.migrate_platform:migrate_platform",
 }
 
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
-
 from tasks import platform as steps
+from tasks.notify import task_flow
 
 
-@flow(name="verify-platform", flow_run_name="verify-platform {platform}")
+@task_flow(name="verify-platform", flow_run_name="verify-platform {platform}")
 def verify_platform(platform: str) -> dict[str, Any]:
     """Verify a platform: build root (drush make / git clone) if missing, scan Drupal, web server config.
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
-
 from tasks import server as steps
+from tasks.notify import task_flow
 
 
-@flow(name="verify-server", flow_run_name="verify-server {server}")
+@task_flow(name="verify-server", flow_run_name="verify-server {server}")
 def verify_server(server: str = "@server_master") -> dict[str, Any]:
     """Verify a server: directories, db service (create/grant/revoke), http service (conf, test, reload).
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
-
 from tasks import site as steps
+from tasks.notify import task_flow
 from tasks.operation import site_operation
 
 
-@flow(name="verify-site", flow_run_name="verify-site {site}")
+@task_flow(name="verify-site", flow_run_name="verify-site {site}")
 def verify_site(site: str) -> dict[str, Any]:
     """Verify a site: settings.php, directory modes, vhost, reload, HTTP check, packages. Idempotent.
 

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Installs what Aegir Flows needs on Debian/Ubuntu (run as root or with sudo available):
-# Debian packages (web servers, php-fpm, ssh, MariaDB client/server), a running MariaDB, and the venv in .venv.
+# Debian packages (web servers, php-fpm, ssh, MariaDB client/server, PostgreSQL), a running MariaDB, and the venv
+# in .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
+# postgresql: its binaries (initdb, pg_ctl) for the test of the multi-host setup, which runs its own cluster
 PACKAGES=(nginx-light apache2 php-fpm php-mysql php-cli openssh-server openssh-client mariadb-client
-          git zstd ca-certificates python3-venv)
+          git zstd ca-certificates python3-venv postgresql)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -18,6 +18,8 @@ from aegir.contexts import ContextBase
 from aegir.errors import AegirError
 from blocks.store import BlockStore
 
+from . import progress
+
 # transient faults are retried after these delays (seconds); AEGIR_TASK_RETRY_DELAYS="0,0" shortens them
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -110,6 +112,7 @@ def step(name: str, **options: Any) -> Callable[[Callable[P, R]], Task[P, R]]:
             fault_point(name, "before")
             result = fn(*args, **kwargs)
             fault_point(name, "after")
+            progress.advance(name)
             return result
 
         return task(name=name, **options)(body)

@@ -35,6 +35,7 @@ from aegir import registry
 from aegir.contexts import ServerContext, SiteContext
 from aegir.errors import AegirError
 
+from . import progress
 from .common import TaskFailed, store
 
 LEASE_SECONDS = 60.0  # the minimum Prefect accepts: a dead worker's lock frees itself within a minute
@@ -292,10 +293,11 @@ def db_slot(server: ServerContext) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def site_operation(name: str, task: str) -> Iterator[Operation]:
+def site_operation(name: str, task: str, steps: int | None = None) -> Iterator[Operation]:
     """The site's lock and the task's journal. An exception in the body before :meth:`Operation.commit`
-    rolls back what was pushed; after it, the journal keeps the finishing steps for the next run."""
-    with site_lock(name):
+    rolls back what was pushed; after it, the journal keeps the finishing steps for the next run. A long task
+    gives its usual number of sub-tasks (``steps``): a progress artifact follows them."""
+    with site_lock(name), progress.tracking(f"{task} {name}", steps) if steps else contextlib.nullcontext():
         op = Operation(name, task)
         op.begin()
         try:

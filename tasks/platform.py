@@ -9,10 +9,10 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from aegir import registry
-from aegir.contexts import PlatformContext, ServerContext
+from aegir.contexts import PlatformContext, ServerContext, SiteContext
 from aegir.drupal.build import build_platform
 from aegir.drupal.scan import scan_platform
-from aegir.errors import AegirError
+from aegir.errors import AegirError, InputError
 from aegir.services.http import http_service_for
 from aegir.transport.factory import connected
 
@@ -106,3 +106,23 @@ def record_platform(name: str, facts: dict[str, Any]) -> dict[str, Any]:
         f"profiles: {', '.join(p['name'] + ' (' + ', '.join(p.get('languages', [])) + ')' for p in facts['profiles'])}",
     )
     return {"name": saved.name, "drupal_version": facts["drupal_version"], "docroot": facts["docroot"]}
+
+
+@task(name="platform-sites")
+def platform_sites(name: str, target: str) -> list[str]:
+    """The installed or disabled sites of a platform, in name order — checked before any moves: the target
+    exists, is another platform, is verified and not locked."""
+    s = store()
+    platform, to = registry.load_platform(s, name), registry.load_platform(s, target)
+    if to.name == platform.name:
+        raise InputError("target", f"the sites are already on {platform.name}")
+    if to.verified is None:
+        raise InputError("target", f"{to.name} has not been verified: run aegir verify {to.name}")
+    if to.status == "locked":
+        raise InputError("target", f"{to.name} is locked: no sites can be moved onto it")
+    sites = [
+        c.name
+        for c in s.list("site")
+        if isinstance(c, SiteContext) and c.platform == platform.name and c.status in ("installed", "disabled")
+    ]
+    return sorted(sites)

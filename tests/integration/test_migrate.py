@@ -4,9 +4,11 @@ an upgrade that runs updates, a refused schema downgrade, a rename, a failed upd
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from aegir import registry
@@ -69,6 +71,11 @@ def test_upgrade_older_to_newer_runs_updates_and_removes_the_old_site(prefect_ap
 
     done = aegir(prefect_api.env, "migrate", name, newer)
     assert done.returncode == 0, done.stderr
+    # the run's progress artifact followed its steps to the end
+    run_id = re.search(r"Flow run migrate-site \S+ \S+ \(([0-9a-f-]{36})\)", done.stderr).group(1)
+    body = {"artifacts": {"flow_run_id": {"any_": [run_id]}, "type": {"any_": ["progress"]}}}
+    progress = httpx.post(f"{prefect_api.url}/artifacts/filter", json=body, timeout=10).json()
+    assert [float(a["data"]) for a in progress] == [100.0] and "finished (" in progress[0]["description"]
     after = hosting.load_site(name)
     assert after.platform == newer and after.status == "installed" and after.operation is None
     assert schema(after.db_name, "system") > system_before  # updatedb ran with the newer code

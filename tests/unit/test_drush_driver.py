@@ -95,8 +95,12 @@ def test_site_url_and_unsupported_majors():
     ("major", "stderr", "cleared"),
     [
         # the transcript's drush 8 after running updates, and with nothing pending
-        (7, b"Performed update: system_update_7085 [ok]\n'all' cache was cleared. [success]\n"
-            b"Finished performing updates. [ok]\n", True),  # fmt: skip
+        (
+            7,
+            b"Performed update: system_update_7085 [ok]\n'all' cache was cleared. [success]\n"
+            b"Finished performing updates. [ok]\n",
+            True,
+        ),  # fmt: skip
         (7, b"No database updates required [success]\n", False),
         # drush 12: the update batch ends with a cache rebuild; nothing pending, no batch
         (10, b" [notice] Update completed: system_update_10100\n [success] Finished performing updates.\n", True),
