@@ -55,15 +55,21 @@ def migrate_site(
         op.push("maintenance mode off", restore.maintenance_mode, name, False)
         restore.maintenance_mode(name, True)
         # 3. Deploy: the frozen site copied into the target in one streamed pass (no archive round trip inside
-        #    the downtime).
+        #    the downtime); a database move copies only the database.
         steps.deploy_target(name, None, target, planned)
-        # 4. On a new uri, its paths in content follow; updatedb with the target's code; caches cleared (by
-        #    updatedb itself when it ran updates).
-        if target["uri"] != previous["uri"]:
-            steps.rename_fixups(name, target, previous["uri"])
-        if not steps.updatedb(name, target):
-            steps.target_cache_clear(name, target)
-        # 5. The target's vhost (the switch, when the uri and web server stay), verified through the web server.
+        if target.get("db_only"):
+            # 4. A database move: the same code and dir; drush's credentials file now names the new database.
+            op.push("the record's (old) database credentials back", sites.write_site_files, name)
+            steps.switch_database(name, planned)
+        else:
+            # 4. On a new uri, its paths in content follow; updatedb with the target's code; caches cleared (by
+            #    updatedb itself when it ran updates).
+            if target["uri"] != previous["uri"]:
+                steps.rename_fixups(name, target, previous["uri"])
+            if not steps.updatedb(name, target):
+                steps.target_cache_clear(name, target)
+        # 5. The target's vhost (it carries the database credentials to PHP: the switch when the uri and web
+        #    server stay), verified through the web server.
         op.push("vhost of the old location back", sites.restore_vhost, name)
         steps.target_vhost(name, target)
         steps.target_maintenance(name, target, False)

@@ -5,6 +5,7 @@ for a migrate or clone."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import tempfile
@@ -104,19 +105,21 @@ def _pipe(produce: Callable[[BinaryIO], object], consume: Callable[[BinaryIO], o
         raise failure[0]
 
 
-def prepare(env: SiteEnv, planned: dict[str, str]) -> None:
+def prepare(env: SiteEnv, planned: dict[str, str], credentials: str | None = None) -> None:
     """Everything of a planned deploy that does not hold the site's data, made ahead (migrate-site does this
     before its maintenance window): the NEW database (empty) and user with its grants, the dir and the new
-    credentials file in it. :func:`copy_live` then fills them."""
+    credentials file in it — or, given ``credentials``, only that file (a database move: the site dir stays).
+    :func:`copy_live` / :func:`copy_database` then fill them."""
     new_path, db_name = planned["path"], planned["db_name"]
     hosts = _free_hosts(env, db_name)
     password = random_password()
     env.databases().create(db_name, db_name, password, hosts)
     with connected(env.web) as web:
-        web.makedirs(new_path)
+        if credentials is None:
+            web.makedirs(new_path)
         creds = DbParams("mysql", db_name, db_name, password, env.db.db_address, env.db.db_port)
         web.write_file(
-            posixpath.join(new_path, site_files.CREDENTIALS_FILE),
+            credentials or posixpath.join(new_path, site_files.CREDENTIALS_FILE),
             site_files.render_credentials(creds),
             mode=site_files.CREDENTIALS_MODE,
         )
@@ -126,19 +129,27 @@ def prepare(env: SiteEnv, planned: dict[str, str]) -> None:
 _OWN_FILES = (site_files.CREDENTIALS_FILE, "settings.php")
 
 
-def copy_live(source: SiteEnv, env: SiteEnv, planned: dict[str, str]) -> dict[str, str]:
-    """Fill a :func:`prepare`-d deploy straight from the live site — its database dumped into the new
-    database through a pipe, its dir copied with a tar stream (all but the target's own credentials file and
-    settings.php) — with no archive in between: one pass, as an admin would type it. migrate-site does this
-    inside its maintenance window (the site is frozen; its pinned backup archive was written just before, and
-    the old database and dir stay until the very end)."""
-    new_path, db_name = planned["path"], planned["db_name"]
+def copy_database(source: SiteEnv, env: SiteEnv, db_name: str) -> None:
+    """The live site's database dumped straight into the (prepared, empty) database ``db_name`` on the env's
+    db server, through a pipe, holding a dump/import slot of each db server (taken in name order)."""
     master = LocalTransport("localhost")
-    with db_slot(env.db):
+    with contextlib.ExitStack() as slots:
+        for server in sorted({source.db.name: source.db, env.db.name: env.db}.items()):  # one order: no deadlock
+            slots.enter_context(db_slot(server[1]))
         _pipe(
             lambda out: dump_database(master, source.db, source.site.db_name or "", out),
             lambda dump: import_database(master, env.db, db_name, dump),
         )
+
+
+def copy_live(source: SiteEnv, env: SiteEnv, planned: dict[str, str]) -> dict[str, str]:
+    """Fill a :func:`prepare`-d deploy straight from the live site — its database (:func:`copy_database`),
+    its dir with a tar stream (all but the target's own credentials file and settings.php) — with no archive
+    in between: one pass, as an admin would type it. migrate-site does this inside its maintenance window
+    (the site is frozen; its pinned backup archive was written just before, and the old database and dir stay
+    until the very end)."""
+    new_path, db_name = planned["path"], planned["db_name"]
+    copy_database(source, env, db_name)
     excludes = [f"--exclude=./{name}" for name in _OWN_FILES]
     with connected(source.web) as src, connected(env.web) as dst:
         _pipe(

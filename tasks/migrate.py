@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,7 +26,7 @@ from aegir.transport.factory import connected
 from . import deploy
 from .common import TRANSIENT_RETRIES, record, step, store
 from .platform import platform_and_server
-from .site import SiteEnv, apply_vhost, probe, site_env, write_files
+from .site import SiteEnv, apply_vhost, probe, site_env, stamp, write_files
 
 
 def _fresh_scan(platform_name: str) -> tuple[Any, Any]:
@@ -155,12 +156,8 @@ def validate_migrate(
             "platform", f"{target_platform.name} is Drupal {tenv.major}, {env.site.name} runs Drupal {env.major}"
         )
     if tenv.site_path == env.site_path and tenv.web.name == env.web.name:
-        raise InputError(
-            "db_server",
-            "moving only the database (same platform, same domain) is not supported yet: migrate to another "
-            "platform, or give a new uri, together with --db_server",
-        )
-    if tenv.site_path != env.site_path:
+        target["db_only"] = "yes"  # the same dir, another db server: only the database moves
+    else:
         with connected(tenv.web) as transport:
             if transport.exists(tenv.site_path):
                 raise InputError("new_uri", f"{tenv.site_path} already exists on {tenv.web.name}: move it away first")
@@ -181,17 +178,27 @@ def preflight(name: str, target: dict[str, str]) -> str | None:
     return comparison["summary"]
 
 
+def _moved_credentials(site_path: str) -> str:
+    """Where a database move keeps the new credentials until the switch: a hidden file next to the site dir."""
+    return posixpath.join(posixpath.dirname(site_path), f".{posixpath.basename(site_path)}.dbmove-{stamp()}.php")
+
+
 @step("plan-target")
 def plan_target(name: str, target: dict[str, str]) -> dict[str, str]:
-    """The target site dir and a free database name on the target db server (journaled before the deploy)."""
+    """The target site dir (for a database move: the hidden file of the new credentials) and a free database
+    name on the target db server (journaled before anything is made)."""
     tenv = target_env(name, target)
-    return deploy.plan(tenv, tenv.site_path)
+    return deploy.plan(tenv, _moved_credentials(tenv.site_path) if target.get("db_only") else tenv.site_path)
 
 
 @step("prepare-target")
 def prepare_target(name: str, target: dict[str, str], planned: dict[str, str]) -> None:
     """Before a migrate's maintenance window: the target's NEW (empty) database and user, its dir with the
-    new credentials file, settings.php and sites.php — nothing that holds the site's data."""
+    new credentials file, settings.php and sites.php — nothing that holds the site's data. A database move
+    makes only the database and user, and the hidden credentials file."""
+    if target.get("db_only"):
+        deploy.prepare(target_env(name, target), planned, credentials=planned["path"])
+        return
     deploy.prepare(target_env(name, target), planned)
     tenv = target_env(name, target)
     with connected(tenv.web) as transport:
@@ -204,6 +211,9 @@ def deploy_target(name: str, backup: dict[str, Any] | None, target: dict[str, st
     the target db server, then settings.php, modes and aliases for the target (clone); or, with no backup
     given, the live site itself copied in one streamed pass into the prepared target (migrate, inside its
     maintenance window)."""
+    if backup is None and target.get("db_only"):
+        deploy.copy_database(site_env(name), target_env(name, target), planned["db_name"])
+        return
     if backup is None:
         deploy.copy_live(site_env(name), target_env(name, target), planned)
         return
@@ -218,8 +228,12 @@ def discard_target(name: str, target: dict[str, str], planned: dict[str, str]) -
     """Undo of deploy-target: the target dir, database and user, its vhost and aliases — never the live
     site's (the record still names the old location until finish-migrate)."""
     env, tenv = site_env(name), target_env(name, target)
-    live = tenv.site_path == env.site_path or env.site.db_name == planned["db_name"]
-    if live:
+    if (env.site.db_server, env.site.db_name) == (tenv.db.name, planned["db_name"]):
+        raise AegirError(f"refusing to discard database {planned['db_name']}: it is the live site's")
+    if target.get("db_only"):  # the live dir stays; only the new database, user and credentials file go
+        deploy.discard(tenv, planned["path"], planned["db_name"])
+        return
+    if tenv.site_path == env.site_path:
         raise AegirError(f"refusing to discard {tenv.site_path}: it is the live site")
     deploy.discard(tenv, tenv.site_path, planned["db_name"])
     with connected(tenv.web) as transport:
@@ -228,6 +242,17 @@ def discard_target(name: str, target: dict[str, str], planned: dict[str, str]) -
             if http.remove_vhost(transport, tenv.site.uri):
                 http.reload(transport)
         site_files.update_sites_php(transport, tenv.docroot, tenv.site.uri, [])
+
+
+@step("switch-database")
+def switch_database(name: str, planned: dict[str, str]) -> None:
+    """A database move's switch: the new credentials file replaces the live one (one rename); the site runs
+    on the new database from here. Undone by writing the record's (old) credentials back."""
+    env = site_env(name)
+    with connected(env.web) as transport:
+        if transport.exists(planned["path"]):
+            site_files.move_dir(transport, planned["path"], posixpath.join(env.site_path, site_files.CREDENTIALS_FILE))
+    get_run_logger().info("%s now uses the new database %s", env.site.name, planned["db_name"])
 
 
 @step("updatedb")

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from aegir import registry
+from aegir.drupal.settings import CREDENTIALS_FILE
 from tests.integration.helpers import aegir, unique
 from tests.integration.sites import Hosting, enable_d7_module, make_hosting, query_site, site_database_exists
 from tests.integration.test_backup_restore import retitle, titles
@@ -98,11 +99,6 @@ def test_schema_downgrade_is_refused_by_the_preflight_and_nothing_changes(prefec
     refused = aegir(prefect_api.env, "migrate", name, older)
     assert refused.returncode == 2, refused.stderr
     assert "pre-flight refuses" in refused.stderr and "views" in refused.stderr and "schema downgrade" in refused.stderr
-    # moving only the database (same platform and domain) is refused too, naming the option
-    other_db = unique("@server_db")
-    registry.save(hosting.store, other_db, "server", {**db_admin, "http_service_type": "null"})
-    db_only = aegir(prefect_api.env, "migrate", name, d7, f"--db_server={other_db}")
-    assert db_only.returncode == 2 and "db_server: " in db_only.stderr, db_only.stderr
     bad_uri = aegir(prefect_api.env, "rename", name, "not a domain!")
     assert bad_uri.returncode == 2 and "new_uri: " in bad_uri.stderr, bad_uri.stderr
     after = hosting.load_site(name)
@@ -224,4 +220,37 @@ def test_migrate_with_a_database_move_records_the_new_db_server(prefect_api, hos
     assert (after.platform, after.db_server) == (twin, other_db) and after.db_name != before.db_name
     assert not site_database_exists(before.db_name) and site_database_exists(after.db_name)
     assert titles(hosting, name, 7) == ["Moved with its database"]
+    hosting.web.wait_for(name[1:], status=200, text=name[1:])
+
+
+def credentials_db(hosting: Hosting, platform: str, uri: str) -> str:
+    text = (sites_dir(hosting, platform) / uri / CREDENTIALS_FILE).read_text()
+    return re.search(r"\['db_name'\]\s*=\s*'([^']*)'", text).group(1)
+
+
+@pytest.mark.parametrize("fault", [None, "switch-database:after:raise", "target-vhost:after:raise"])
+def test_moving_only_the_database_switches_credentials_and_drops_the_old_one_last(
+    prefect_api, hosting, db_admin, fault
+):
+    d7 = hosting.verified_platform("d7")
+    name = hosting.site(d7)
+    assert install(name).is_completed()
+    retitle(hosting, name, 7, "Only the database moves")
+    other_db = unique("@server_db")
+    registry.save(hosting.store, other_db, "server", {**db_admin, "http_service_type": "null"})
+    before, dbs = hosting.load_site(name), databases()
+    env = {**prefect_api.env, **({"AEGIR_FAULT": fault} if fault else {})}
+    done = aegir(env, "migrate", name, d7, f"--db_server={other_db}")
+    after = hosting.load_site(name)
+    if fault:  # rolled back: the old database, credentials and record, nothing new left
+        assert done.returncode == 1 and "rolled back:" in done.stderr, done.stderr
+        assert (after.db_server, after.db_name) == (before.db_server, before.db_name)
+        assert databases() == dbs and credentials_db(hosting, d7, name[1:]) == before.db_name
+    else:
+        assert done.returncode == 0, done.stderr
+        assert after.db_server == other_db and after.db_name != before.db_name and after.platform == d7
+        assert not site_database_exists(before.db_name) and site_database_exists(after.db_name)
+        assert credentials_db(hosting, d7, name[1:]) == after.db_name
+    assert titles(hosting, name, 7) == ["Only the database moves"]
+    assert after.operation is None and leftovers(hosting, d7, name[1:]) == [name[1:]]  # no hidden files
     hosting.web.wait_for(name[1:], status=200, text=name[1:])

@@ -1,0 +1,297 @@
+"""The test hosts of issue #7 (tests/support/hosts.py): network namespaces with sshd, nginx + php-fpm and
+MariaDB, reached from the root namespace (the master) by the product's own SSH transport and db client."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shlex
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pymysql
+import pytest
+
+from aegir.contexts import ServerContext
+from aegir.services.db import MysqlService
+from aegir.services.http import http_service_for
+from aegir.transport import HostKeyError, TransportConnectionError
+from aegir.transport.factory import transport_for
+from aegir.transport.ssh import SSHTransport
+from tests.support import hosts
+from tests.support.hosts import (
+    HostNetwork,
+    NetnsHost,
+    http_get,
+    link_down,
+    link_up,
+    run_in,
+    start_sshd,
+    stop_sshd,
+    wait_for_http,
+)
+
+pytest_plugins = ["tests.support.hosts"]
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def context(host: NetnsHost) -> ServerContext:
+    return ServerContext(name=f"@{host.name}_{host.address.replace('.', '_')}", **host.server_fields())
+
+
+# -- the hosts -----------------------------------------------------------------------------------------------
+def test_hosts_have_their_own_namespace_address_and_tree(host_network: HostNetwork, web1_host, db1_host):
+    assert {web1_host.name, db1_host.name} <= set(host_network.hosts)
+    for host in (web1_host, db1_host):
+        assert host.netns in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        addr = run_in(host, ["ip", "-4", "-o", "addr", "show", "dev", "eth0"]).stdout
+        assert f"inet {host.address}/24" in addr
+        assert Path(host.aegir_root).is_dir() and Path(host.aegir_root).is_relative_to(host.dir)
+    assert web1_host.address != db1_host.address
+    assert web1_host.dir != db1_host.dir
+    # the namespaces' loopbacks are their own: the machine's MariaDB on 127.0.0.1:3306 is not reachable there
+    probe = "import socket; socket.create_connection(('127.0.0.1', 3306), 2)"
+    assert run_in(web1_host, [sys.executable, "-c", probe], check=False).returncode != 0
+
+
+def test_server_fields_are_a_valid_remote_server_context(web1_host, db1_host):
+    web, db = context(web1_host), context(db1_host)
+    assert not web.is_local and not db.is_local
+    assert web.http_service_type == "nginx" and web.http_port == 80 and web.web_group == "www-data"
+    assert web.php_fpm_socket == web1_host.php_fpm_socket and web.aegir_root == web1_host.aegir_root
+    assert db.db_service_type == "mysql" and db.db_address == db1_host.address and db.db_port == 3306
+    assert isinstance(transport_for(web), SSHTransport)
+    args = db1_host.save_args()
+    assert "--context_type=server" in args and f"--remote_host={db1_host.address}" in args
+    assert not any(db1_host.db_password in a or "PRIVATE KEY" in a for a in args)
+
+
+# -- SSH -----------------------------------------------------------------------------------------------------
+def test_ssh_transport_runs_commands_and_files_on_the_host(web1_host, db1_host):
+    for host in (web1_host, db1_host):
+        t = transport_for(context(host))
+        try:
+            assert t.run(["hostname"]).text.strip() == host.name
+            assert f"inet {host.address}/" in t.run(["ip", "-4", "-o", "addr", "show", "dev", "eth0"]).text
+            assert t.run(["id", "-un"]).text.strip() == "root"
+            d = f"{host.aegir_root}/transport-check"
+            t.makedirs(d, mode=0o750)
+            t.write_file(f"{d}/hello.txt", f"hello from the master to {host.name}\n", mode=0o640)
+            assert t.read_file(f"{d}/hello.txt") == f"hello from the master to {host.name}\n".encode()
+            assert t.listdir(d) == ["hello.txt"]
+            assert t.run(["cat", f"{d}/hello.txt"]).text.startswith("hello from the master")
+            t.remove_tree(d)
+            assert not t.exists(d)
+        finally:
+            t.close()
+
+
+def test_host_key_of_another_host_is_refused(web1_host, web2_host):
+    t = web1_host.transport(host_key=web2_host.host_public_key)
+    try:
+        with pytest.raises(HostKeyError, match="CHANGED"):
+            t.run(["true"])
+    finally:
+        t.close()
+
+
+# -- web -----------------------------------------------------------------------------------------------------
+def gone(host: NetnsHost, hostname: str, path: str, timeout: float = 10.0) -> int:
+    """Poll until ``hostname`` is no longer served (a reload is asynchronous); returns the status seen."""
+    deadline = time.monotonic() + timeout
+    while (status := http_get(host, hostname, path).status_code) == 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return status
+
+
+def test_nginx_answers_from_the_root_namespace(web1_host):
+    response = http_get(web1_host, "unknown.invalid")
+    assert response.headers["server"].startswith("nginx")
+    # 410 from the fixture; 404 once a test of this session has verified web1 (the Aegir catch-all)
+    assert response.status_code == 404 or (response.status_code == 410 and "nginx on web1" in response.text)
+
+
+def test_php_fpm_runs_php_through_nginx_configured_over_ssh(web1_host):
+    t = web1_host.transport()
+    docroot = f"{web1_host.aegir_root}/hosttest-docroot"
+    conf = f"{web1_host.aegir_root}/config/nginx-hosttest.conf"  # matches the include glob
+    vhost = f"""\
+        server {{
+            listen *:{web1_host.http_port};
+            server_name phptest.example;
+            root {docroot};
+            location ~ \\.php$ {{
+                include fastcgi_params;
+                fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+                fastcgi_pass unix:{web1_host.php_fpm_socket};
+            }}
+        }}
+        """
+    try:
+        t.makedirs(docroot, mode=0o755)
+        t.makedirs(f"{web1_host.aegir_root}/config", mode=0o711)
+        t.write_file(
+            f"{docroot}/info.php",
+            '<?php echo "php ", PHP_VERSION, " on ", gethostname(), " ", $_SERVER["SERVER_ADDR"];\n',
+        )
+        t.write_file(conf, textwrap.dedent(vhost))
+        t.run(shlex.split(web1_host.http_config_test_cmd))
+        t.run(shlex.split(web1_host.http_restart_cmd))
+        response = wait_for_http(web1_host, "phptest.example", "/info.php", status=200)
+        assert response.text.startswith("php 8.") and response.text.endswith(f" {web1_host.address}")
+    finally:
+        t.remove_file(conf)
+        t.remove_tree(docroot)
+        t.run(shlex.split(web1_host.http_restart_cmd))
+        t.close()
+    assert gone(web1_host, "phptest.example", "/info.php") in (404, 410)
+
+
+def test_product_http_service_verifies_the_remote_nginx(host_network):
+    host = host_network.web_host("webv")  # its own host: other tests of the session may share web1 / web2
+    server = context(host)
+    service = http_service_for(server)
+    t = transport_for(server)
+    try:
+        assert http_get(host, "unknown.example").status_code == 410  # the fixture's answer
+        result = service.verify_server(t)
+        assert result["version"] and result["version"].startswith("nginx/")
+        assert result["restart_cmd"] == host.http_restart_cmd
+        assert Path(host.aegir_root, "config", "nginx.conf").is_symlink()
+        wait_for_http(host, "unknown.example", status=404)  # the Aegir catch-all, reloaded over SSH
+    finally:
+        t.close()
+
+
+# -- database ------------------------------------------------------------------------------------------------
+def test_mariadb_admin_from_the_master(host_network, db1_host):
+    with db1_host.admin_connection() as conn, conn.cursor() as cur:
+        cur.execute("SELECT USER(), VERSION()")
+        user, version = cur.fetchone()
+        assert user == f"aegir_admin@{host_network.gateway}" and "MariaDB" in version
+        cur.execute("SHOW GRANTS")
+        assert any("WITH GRANT OPTION" in g[0] for g in cur.fetchall())
+        db = f"hosttest_{secrets.token_hex(4)}"
+        cur.execute(f"CREATE DATABASE {db}")
+        cur.execute(f"DROP DATABASE {db}")
+    with pytest.raises(pymysql.err.OperationalError, match="Access denied"):  # a real password check
+        pymysql.connect(host=db1_host.address, port=db1_host.db_port, user="aegir_admin", password="wrong")
+
+
+def test_product_mysql_service_verifies_the_remote_db(host_network, db1_host):
+    result = MysqlService(context(db1_host)).verify()
+    assert result["db_can_grant"] and result["db_seen_as"] == host_network.gateway
+
+
+def test_mariadb_admin_from_web1(web1_host, db1_host):
+    sql = "SELECT USER()"
+    argv = ["mariadb", "--no-defaults", "-h", db1_host.address, "-P", str(db1_host.db_port), "-u", "aegir_admin"]
+    out = run_in(web1_host, [*argv, "-N", "-e", sql], env={"MYSQL_PWD": db1_host.db_password}).stdout
+    assert out.strip() == f"aegir_admin@{web1_host.address}"
+
+
+def test_web1_reaches_db1_over_tcp(web1_host, db1_host):
+    probe = (
+        f"import socket; s = socket.create_connection(({db1_host.address!r}, {db1_host.db_port}), 3); print(s.recv(5))"
+    )
+    assert run_in(web1_host, [sys.executable, "-c", probe]).returncode == 0
+    probe_ssh = f"import socket; s = socket.create_connection(({db1_host.address!r}, 22), 3); print(s.recv(4))"
+    assert "SSH-" in run_in(web1_host, [sys.executable, "-c", probe_ssh]).stdout
+
+
+# -- faults --------------------------------------------------------------------------------------------------
+def test_stop_sshd_refuses_and_drops_then_start_sshd_restores(web1_host):
+    established = web1_host.transport(connect_timeout=3)
+    try:
+        assert established.run(["true"]).exit_code == 0
+        stop_sshd(web1_host)
+        try:
+            started = time.monotonic()
+            with pytest.raises(TransportConnectionError, match=web1_host.address):
+                established.run(["true"])
+            fresh = web1_host.transport(connect_timeout=3)
+            with pytest.raises(TransportConnectionError, match="(?i)refused"):
+                fresh.run(["true"])
+            assert time.monotonic() - started < 5
+        finally:
+            start_sshd(web1_host)
+        assert established.run(["hostname"]).text.strip() == "web1"  # reconnects
+        fresh = web1_host.transport()
+        assert fresh.run(["true"]).exit_code == 0
+        fresh.close()
+    finally:
+        established.close()
+
+
+def test_link_down_times_out_then_link_up_restores(web1_host, db1_host):
+    established = web1_host.transport(connect_timeout=2)
+    try:
+        assert established.run(["true"]).exit_code == 0
+        link_down(web1_host)
+        try:
+            started = time.monotonic()
+            with pytest.raises(TransportConnectionError, match=web1_host.address):
+                established.run(["true"])
+            fresh = web1_host.transport(connect_timeout=2)
+            with pytest.raises(TransportConnectionError, match=r"(?i)timed out|no route|unreachable"):
+                fresh.run(["true"])
+            assert time.monotonic() - started < 10
+            probe = f"import socket; socket.create_connection(({db1_host.address!r}, 3306), 1)"
+            assert run_in(web1_host, [sys.executable, "-c", probe], check=False).returncode != 0
+        finally:
+            link_up(web1_host)
+        assert established.run(["hostname"]).text.strip() == "web1"
+        assert http_get(web1_host, "unknown.invalid").status_code in (404, 410)
+    finally:
+        established.close()
+
+
+# -- housekeeping --------------------------------------------------------------------------------------------
+def alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting for init to reap it)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+STALE_SESSION = """
+import json, sys, time
+from tests.support.hosts import HostNetwork
+net = HostNetwork.create()
+host = net.web_host("web1")
+print(json.dumps({"tag": net.tag, "netns": host.netns, "bridge": net.bridge, "base": str(net.base),
+                  "pids": [d.pid for d in host.daemons.values()]}), flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_killed_session_is_cleaned_up_by_the_next(host_network):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STALE_SESSION], cwd=REPO, stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        state = json.loads(proc.stdout.readline())
+    finally:
+        proc.send_signal(signal.SIGKILL)  # no teardown: namespace, bridge, tree and daemons stay behind
+        proc.wait()
+    assert state["netns"] in hosts._netns_names() and state["bridge"] in hosts._link_names()
+    assert all(alive(pid) for pid in state["pids"])
+    with hosts._machine_lock():
+        removed = hosts.cleanup_stale()
+    assert state["tag"] in removed and host_network.tag not in removed
+    assert state["netns"] not in hosts._netns_names() and state["bridge"] not in hosts._link_names()
+    assert not Path(state["base"]).exists()
+    deadline = time.monotonic() + 5
+    while any(alive(pid) for pid in state["pids"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid in state["pids"])
+    # our own session is untouched
+    assert host_network.bridge in hosts._link_names()
