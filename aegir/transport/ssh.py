@@ -48,6 +48,25 @@ from .base import (
     redact,
 )
 
+# A host that vanishes mid-command (power cut, link down) must fail the command, not hang it until the kernel
+# gives up (~15 min): an SSH keepalive every KEEPALIVE s keeps data in flight, and the kernel drops the
+# connection when data stays unacknowledged for DEAD_PEER_MS (TCP_USER_TIMEOUT; plus TCP keepalive probes).
+KEEPALIVE = 5
+DEAD_PEER_MS = 20_000
+
+
+def _detect_dead_peer(transport: paramiko.Transport) -> None:
+    transport.set_keepalive(KEEPALIVE)
+    sock = transport.sock
+    if not isinstance(sock, socket.socket):
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", KEEPALIVE), ("TCP_KEEPINTVL", KEEPALIVE), ("TCP_KEEPCNT", 3),
+                        ("TCP_USER_TIMEOUT", DEAD_PEER_MS)):  # fmt: skip
+        if hasattr(socket, name):  # Linux
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+
+
 _CHUNK = 1 << 16
 _STDERR_CAP = 1 << 20
 _SECRET_MAX = 65536
@@ -279,7 +298,7 @@ class SSHTransport:
             raise error
         transport = client.get_transport()
         if transport is not None:
-            transport.set_keepalive(30)
+            _detect_dead_peer(transport)
         return client
 
     def _transport(self) -> paramiko.Transport:

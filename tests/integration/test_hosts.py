@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -250,6 +251,37 @@ def test_link_down_times_out_then_link_up_restores(web1_host, db1_host):
         assert http_get(web1_host, "unknown.invalid").status_code in (404, 410)
     finally:
         established.close()
+
+
+def test_a_host_vanishing_mid_command_fails_the_command_naming_the_host(web1_host):
+    """The link goes down while a command runs: the transport notices the dead peer (SSH keepalive +
+    TCP_USER_TIMEOUT) and fails the command within about half a minute, instead of hanging for ~15 min."""
+    transport = web1_host.transport(connect_timeout=2)
+    outcome: list[BaseException | object] = []
+    try:
+        assert transport.run(["true"]).exit_code == 0
+
+        def long_command() -> None:
+            try:
+                outcome.append(transport.run(["sleep", "120"]))
+            except BaseException as e:  # noqa: BLE001 - checked below
+                outcome.append(e)
+
+        worker = threading.Thread(target=long_command, daemon=True)
+        worker.start()
+        time.sleep(1)
+        started = time.monotonic()
+        link_down(web1_host)
+        try:
+            worker.join(60)
+            took = time.monotonic() - started
+        finally:
+            link_up(web1_host)
+        assert outcome and isinstance(outcome[0], TransportConnectionError), outcome
+        assert web1_host.address in str(outcome[0]) and took < 45, (str(outcome[0]), took)
+        assert transport.run(["hostname"]).text.strip() == "web1"  # reconnects once the host is back
+    finally:
+        transport.close()
 
 
 # -- housekeeping --------------------------------------------------------------------------------------------
