@@ -16,15 +16,47 @@ picked under a machine-wide lock, so sessions running at the same time never sha
 process; nothing listens on the root namespace's 127.0.0.1 (other sessions' nginx / php-fpm / MariaDB there
 are never touched). Addresses are handed out in creation order (.2, .3, ...).
 
-Namespaces share the filesystem, so "separate roots" are separate directories: every host has its own tree
-``/tmp/aegir-hosts-<tag>/<host>/`` holding its ``aegir/`` (the host's ``aegir_root``), its daemons' configs,
-keys, sockets, pid files and logs. The product must reach a host's tree only through SSH to that host's
-address (``SSHTransport``); the tests may look at it directly (``host.dir``, ``host.aegir_root``).
+Namespaces share the filesystem, except for one path. Every host has its own tree
+``/tmp/aegir-hosts-<tag>/<host>/`` (its daemons' configs, keys, sockets, pid files, logs, MariaDB datadir),
+at the same path in every view. And every session has one *shared path* ``P = /tmp/aegir-hosts-<tag>/shared``
+(:attr:`HostNetwork.shared`, also ``host.shared``) that each host sees privately, as Aegir's hosts do with
+``/var/aegir``: in the root mount namespace (the master: pytest and the product) ``P`` is an ordinary
+directory, the master's own files; in a host, ``P`` is a bind mount of that host's private directory
+``/tmp/aegir-hosts-<tag>/<host>/shared`` (``host.private``). So one absolute path shows different contents on
+the master and on each host, and a file only gets from the master to a host at the same path if something
+copied it there over SSH. The ``aegir_root`` of every host is ``P/aegir``, the same string on every host,
+and the master's own ``aegir_root`` for these tests is the same ``P/aegir`` (:attr:`HostNetwork.aegir_root`),
+seen in the root namespace. The tests may look into a host's view directly:
+:meth:`NetnsHost.master_path` maps a path of the host's view to where the master sees that file
+(``P/...`` → ``host.private/...``; other paths are unchanged). Absolute symlinks into ``P`` resolve in the
+view of whoever follows them (through ``master_path`` that is the master's). A host can still read the other
+hosts' private directories by their ``<host>/shared`` paths: the product must only use paths under ``P``.
 
-Per host, started inside its namespace (``ip netns exec``):
+How a host gets its private view: each host has one long-lived *holder* process, started with
+``ip netns exec <netns> unshare --mount --uts --propagation private`` (its own mount and UTS namespaces, no
+propagation to or from the root namespace), which sets the host name, makes the bind mount ``host.private`` →
+``P`` and then sleeps. Every process of the host is started inside the holder's namespaces with ``nsenter
+--target <holder> --mount --uts --net``: sshd (so everything it spawns: the product's commands and SFTP over
+SSH), nginx, php-fpm, mariadbd, config tests, and :func:`run_in`. (A plain ``ip netns exec`` would not do: it
+makes a new mount namespace on every call.) ``hostname`` prints the host name in all of them.
 
-* ``sshd`` on ``<address>:22`` (own ed25519 host key, its own UTS namespace so ``hostname`` prints the host
-  name), key authentication for ``root`` with one client key per session (the master's key);
+How a test lays out a platform for a remote web server: build it on the master under
+``P/platforms/<name>`` (the master's view: ``host_network.shared / "platforms" / name``) and give the platform
+that ``root`` (``aegir save --context_type=platform --root=P/platforms/<name> --web_server=@web1...``); the
+product must push the code to the same path on the web host, where the test finds it with
+``web1_host.master_path(...)`` (or over SSH / :func:`run_in`). Before the push the web host has no
+``P/platforms/<name>`` at all; nginx and php-fpm on the host serve and run what is in the host's view only.
+
+Where the web daemons look: nginx's ``http {}`` includes ``P/aegir/config/nginx*.conf``, resolved in the
+host's view (what the product writes there over SSH); its own config, temp dirs and logs are in
+``<host>/nginx/`` and php-fpm's socket is ``<host>/php-fpm/php-fpm.sock``, outside ``P``, so the same path
+everywhere (the master can check the socket; a vhost written by the product names it as
+``php_fpm_socket``).
+
+Per host, started inside its namespaces (see above):
+
+* ``sshd`` on ``<address>:22`` (own ed25519 host key), key authentication for ``root`` with one client key
+  per session (the master's key);
 * web hosts: ``php-fpm`` (workers as www-data) on a unix socket in the host's tree, and ``nginx`` on
   ``*:80`` of the namespace whose ``http {}`` includes ``<aegir_root>/config/nginx*.conf`` (what Debian's
   ``/etc/nginx/conf.d/aegir.conf`` does), so product-written server confs and vhosts are picked up; until
@@ -42,11 +74,14 @@ Fixtures (session scope): ``host_network`` (:class:`HostNetwork`), ``web1_host``
 :func:`start_sshd`, :func:`link_down`, :func:`link_up`.
 
 Teardown (fixture finaliser, plus ``atexit``) stops the daemons, kills whatever else still runs in the
-namespaces (e.g. commands the product started over SSH), deletes the namespaces (their veth pairs go with
-them) and the bridge, then the tree. A session that died without teardown (SIGKILL) is cleaned up by the next
-one: every session records its owner (pid + start time) in ``/tmp/aegir-hosts-<tag>/owner.json`` before it
-creates anything, and namespaces, links and trees of a tag whose owner is gone are removed at start. By hand:
-``python -m tests.support.hosts cleanup`` (``list`` shows them; ``up`` starts web1 + db1 until Ctrl-C).
+namespaces (e.g. commands the product started over SSH) and the holders, deletes the namespaces (their veth
+pairs go with them) and the bridge, then the tree. A session that died without teardown (SIGKILL) is cleaned
+up by the next one: every session records its owner (pid + start time) in
+``/tmp/aegir-hosts-<tag>/owner.json`` before it creates anything, and the processes (holders included: they
+are in the network namespace; each also records itself in ``<host>/holder.json``, so that the processes of its
+mount namespace die even when the network namespace is gone), namespaces, links and trees of a tag whose
+owner is gone are removed at start. By hand: ``python -m tests.support.hosts cleanup``
+(``list`` shows them; ``up`` starts web1 + db1 until Ctrl-C).
 
 PYTEST_DONT_REWRITE (test modules import the helpers before pytest loads this module as their plugin)
 """
@@ -85,6 +120,8 @@ from tests.support.webservers import NGINX, NGINX_ETC, PHP_FPM, WEB_USER
 
 IP = shutil.which("ip", path="/usr/sbin:/sbin:/usr/bin:/bin") or "ip"
 UNSHARE = shutil.which("unshare", path="/usr/bin:/bin") or "unshare"
+NSENTER = shutil.which("nsenter", path="/usr/bin:/bin") or "nsenter"
+MOUNT = shutil.which("mount", path="/usr/bin:/bin") or "mount"
 MARIADBD = "/usr/sbin/mariadbd"
 MARIADB_INSTALL_DB = shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"
 MYSQL_USER = "mysql"
@@ -93,6 +130,7 @@ SUBNET_PREFIX = "10.231"  # one 10.231.N.0/24 per session
 NETNS_PREFIX = "aegir-"  # netns aegir-<tag>-<host>
 LINK_PREFIX = "aeg"  # bridge aeg<tag>-br, root-side veth aeg<tag>-<host> (IFNAMSIZ: at most 15 characters)
 BASE_PREFIX = "aegir-hosts-"  # /tmp/aegir-hosts-<tag>/
+SHARED = "shared"  # the shared path P = /tmp/aegir-hosts-<tag>/shared; a host's private view of it: <host>/shared
 TMP = Path("/tmp")
 LOCK_PATH = Path("/run/lock" if os.path.isdir("/run/lock") else "/tmp") / "aegir-test-hosts.lock"
 _TAG_RE = r"[0-9a-f]{4}"
@@ -198,19 +236,40 @@ def _kill_all(netns: str, sig: int = signal.SIGKILL, timeout: float = 10.0) -> N
         time.sleep(0.05)
 
 
+def _kill_mount_namespace(mnt: str, timeout: float = 10.0) -> None:
+    """Kill every process in the mount namespace ``mnt`` (``mnt:[inode]``, a host's: never the master's)."""
+    if mnt == os.readlink("/proc/self/ns/mnt"):
+        raise ValueError("refusing to kill the processes of our own mount namespace")
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = []
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{entry.name}/ns/mnt") == mnt:
+                        pids.append(int(entry.name))
+        if not pids or time.monotonic() > deadline:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+
+
 # -- daemons -------------------------------------------------------------------------------------------------
 @dataclass
 class Daemon:
-    """One foreground daemon started inside a host's namespace; ``argv`` is the command inside it."""
+    """One foreground daemon started inside a host's namespaces; ``argv`` is the command inside them,
+    ``enter`` what runs it there (``nsenter`` into the host's holder; ``ip netns exec`` for the holder)."""
 
     name: str
     netns: str
     argv: list[str]
     log: Path
     ready: Callable[[], bool]
+    enter: Callable[[], list[str]]  # called at each start: a restarted daemon enters the namespaces again
     stop_signal: int = signal.SIGTERM
     extra_logs: tuple[Path, ...] = ()
-    uts_hostname: str | None = None  # run in its own UTS namespace with this host name
     proc: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -221,10 +280,7 @@ class Daemon:
         return self.proc is not None and self.proc.poll() is None
 
     def command(self) -> list[str]:
-        inner = self.argv
-        if self.uts_hostname:  # unshare and sh exec: the daemon keeps the pid Popen knows
-            inner = [UNSHARE, "--uts", "--", "sh", "-c", 'hostname "$0" && exec "$@"', self.uts_hostname, *inner]
-        return [IP, "netns", "exec", self.netns, *inner]
+        return [*self.enter(), *self.argv]  # ip netns exec / nsenter / unshare exec: Popen's pid is the daemon's
 
     def start(self, timeout: float = STARTUP_TIMEOUT) -> None:
         if self.running():
@@ -271,15 +327,16 @@ class Daemon:
 # -- hosts ---------------------------------------------------------------------------------------------------
 @dataclass(eq=False)
 class NetnsHost:
-    """A host of the test network: its namespace, address, SSH login, services and ``aegir_root``."""
+    """A host of the test network: its namespaces, address, SSH login, services and ``aegir_root``."""
 
     name: str  # "web1"
     role: str  # "web" | "db"
     netns: str  # "aegir-<tag>-web1"
     veth: str  # root-namespace side of its veth pair ("aeg<tag>-web1"); eth0 inside
     address: str  # "10.231.N.2"
-    dir: Path  # the host's own tree: /tmp/aegir-hosts-<tag>/web1
-    aegir_root: str  # <dir>/aegir
+    dir: Path  # the host's own tree: /tmp/aegir-hosts-<tag>/web1 (same path in every view)
+    shared: Path  # the session's shared path P (/tmp/aegir-hosts-<tag>/shared): this host sees `private` there
+    aegir_root: str  # <shared>/aegir: the same string on every host and on the master
     client_private_key: str  # OpenSSH PEM text of the master's (session's) client key
     client_key_path: str
     host_public_key: str = ""  # "ssh-ed25519 AAAA..."
@@ -351,6 +408,35 @@ class NetnsHost:
                 args.append(f"--{key}={value}")
         return ["--context_type=server", *args]
 
+    # -- the host's view of the shared path -------------------------------------------------------------
+    @property
+    def private(self) -> Path:
+        """Where the master sees this host's view of :attr:`shared` (bind-mounted at ``shared`` in the host)."""
+        return self.dir / SHARED
+
+    def master_path(self, path: str | os.PathLike[str]) -> Path:
+        """The master's path of the file that this host sees at the absolute ``path``: under :attr:`shared`
+        it is in :attr:`private`; any other path is the same file on the master (shared filesystem)."""
+        p = Path(os.path.normpath(path))
+        if not p.is_absolute():
+            raise ValueError(f"{path!r}: an absolute path of {self.name}'s view")
+        if p.is_relative_to(self.shared):
+            return self.private / p.relative_to(self.shared)
+        return p
+
+    @property
+    def holder_pid(self) -> int:
+        """The pid of the process that holds this host's mount and UTS namespaces (see the module doc)."""
+        holder = self.daemons.get("holder")
+        if holder is None or not holder.running() or holder.pid is None:
+            raise RuntimeError(f"{self.name}: its namespace holder is not running")
+        return holder.pid
+
+    def enter(self, cwd: str = "/") -> list[str]:
+        """The command prefix that runs a command as a process of this host (its network, mount and UTS
+        namespaces), in ``cwd`` of the host's view. ``nsenter`` execs: the command keeps nsenter's pid."""
+        return [NSENTER, f"--target={self.holder_pid}", "--mount", "--uts", "--net", f"--wd={cwd}", "--"]
+
     # -- access from the tests ----------------------------------------------------------------------------
     def transport(self, **kwargs: Any) -> SSHTransport:
         """A new (lazily connecting) ``SSHTransport`` to this host, as the product would open it."""
@@ -413,12 +499,18 @@ class NetnsHost:
 
 # -- the network ---------------------------------------------------------------------------------------------
 class HostNetwork:
-    """One session's bridge, subnet and hosts. ``web_host`` / ``db_host`` start a host (once per name)."""
+    """One session's bridge, subnet and hosts. ``web_host`` / ``db_host`` start a host (once per name).
+
+    ``shared`` is the session's shared path P (an ordinary directory here, in the master's view; each host
+    sees its own private directory there) and ``aegir_root`` (``P/aegir``) the master's ``aegir_root``, the
+    same string as every host's."""
 
     def __init__(self, tag: str, subnet: ipaddress.IPv4Network, base: Path) -> None:
         self.tag = tag
         self.subnet = subnet
         self.base = base
+        self.shared = base / SHARED
+        self.aegir_root = str(self.shared / "aegir")
         self.bridge = f"{LINK_PREFIX}{tag}-br"
         self.gateway = str(subnet.network_address + 1)  # the root namespace (master) on the bridge
         self.hosts: dict[str, NetnsHost] = {}
@@ -444,6 +536,7 @@ class HostNetwork:
             (base / "owner.json").write_text(json.dumps(owner))
             net = cls(tag, subnet, base)
             atexit.register(net.close)
+            _mkdir(Path(net.aegir_root))  # the master's P and P/aegir
             try:
                 _ip("link", "add", "name", net.bridge, "type", "bridge", "forward_delay", "0")
                 _ip("addr", "add", f"{net.gateway}/{subnet.prefixlen}", "dev", net.bridge)
@@ -523,10 +616,12 @@ class HostNetwork:
             veth=veth,
             address=address,
             dir=hdir,
-            aegir_root=str(_mkdir(hdir / "aegir")),
+            shared=self.shared,
+            aegir_root=self.aegir_root,
             client_private_key=self.client_private_key,
             client_key_path=str(self._client_key),
         )
+        _mkdir(host.master_path(host.aegir_root))  # <dir>/shared/aegir: P/aegir in the host's view
         # the namespace, its veth pair (eth0 inside) on the bridge, lo up
         _ip("netns", "add", netns)
         try:
@@ -545,6 +640,7 @@ class HostNetwork:
         elif role == "db":
             starters.append(lambda: _start_mariadb(host, self.grant_pattern))
         try:
+            _start_holder(host)  # first: every other process of the host enters its namespaces
             with ThreadPoolExecutor(max_workers=len(starters)) as pool:
                 futures = [pool.submit(s) for s in starters]
                 failed = [e for f in futures if (e := f.exception()) is not None]
@@ -578,6 +674,42 @@ def _destroy_host(host: NetnsHost) -> None:
 
 
 # -- per-service startup -------------------------------------------------------------------------------------
+# The holder: its own mount namespace (from `ip netns exec`'s, made private) and UTS namespace; sets the host
+# name, bind-mounts the host's private dir on the shared path P, then sleeps until killed at teardown.
+HOLDER_SCRIPT = 'hostname "$1" && {mount} --bind "$2" "$3" && exec sleep infinity'
+
+
+def _mounted(pid: int | None, path: Path) -> bool:
+    """Whether ``path`` is a mount point in the mount namespace of process ``pid``."""
+    if pid is None:
+        return False
+    try:
+        mountinfo = Path(f"/proc/{pid}/mountinfo").read_text()
+    except OSError:
+        return False
+    return any(line.split()[4] == str(path) for line in mountinfo.splitlines() if len(line.split()) > 4)
+
+
+def _start_holder(host: NetnsHost) -> None:
+    host.private.mkdir(parents=True, exist_ok=True)
+    daemon = Daemon(
+        name="holder",
+        netns=host.netns,
+        argv=[
+            *(UNSHARE, "--mount", "--uts", "--propagation", "private", "--"),
+            *("sh", "-c", HOLDER_SCRIPT.format(mount=MOUNT), "holder", host.name, str(host.private), str(host.shared)),
+        ],
+        log=host.dir / "holder.log",
+        ready=lambda: _mounted(daemon.pid, host.shared),  # the bind mount is made after the host name is set
+        enter=lambda: [IP, "netns", "exec", host.netns],
+        stop_signal=signal.SIGKILL,
+    )
+    host.daemons["holder"] = daemon
+    daemon.start()
+    pid = daemon.pid
+    (host.dir / "holder.json").write_text(json.dumps({"pid": pid, "start": _start_time(pid) if pid else None}))
+
+
 SSHD_CONFIG = """\
 Port {port}
 ListenAddress {address}
@@ -622,7 +754,7 @@ def _start_sshd_daemon(host: NetnsHost) -> None:
         argv=[SSHD, "-D", "-e", "-f", str(config)],
         log=sdir / "sshd.log",
         ready=lambda: _tcp_ready(host.address, host.ssh_port, b"SSH-"),
-        uts_hostname=host.name,
+        enter=host.enter,
     )
     host.daemons["sshd"] = daemon
     daemon.start()
@@ -659,6 +791,7 @@ def _start_php_fpm(host: NetnsHost) -> None:
         argv=[PHP_FPM, "--nodaemonize", "--fpm-config", str(conf)],
         log=fdir / "php-fpm.stdout",
         ready=lambda: _unix_ready(socket_path),
+        enter=host.enter,
         stop_signal=signal.SIGQUIT,
         extra_logs=(fdir / "php-fpm.log",),
     )
@@ -716,7 +849,7 @@ def _start_nginx(host: NetnsHost) -> None:
     host.nginx_conf = str(conf)
     host.http_config_test_cmd = shlex.join([*base, "-t"])
     host.http_restart_cmd = shlex.join([*base, "-s", "reload"])
-    check = _run([IP, "netns", "exec", host.netns, *base, "-t"], check=False)
+    check = _run([*host.enter(), *base, "-t"], check=False)
     if check.returncode != 0:
         raise RuntimeError(f"nginx config of {host.name} does not pass its config test:\n{check.stderr}")
     daemon = Daemon(
@@ -725,6 +858,7 @@ def _start_nginx(host: NetnsHost) -> None:
         argv=[*base, "-e", str(ndir / "error.log")],
         log=ndir / "nginx.stdout",
         ready=lambda: _tcp_ready(host.address, HTTP_PORT),
+        enter=host.enter,
         stop_signal=signal.SIGQUIT,
         extra_logs=(ndir / "error.log",),
     )
@@ -774,6 +908,7 @@ def _start_mariadb(host: NetnsHost, grant_pattern: str) -> None:
         ],
         log=mdir / "mariadbd.stdout",
         ready=lambda: _unix_ready(sock) and _tcp_ready(host.address, DB_PORT),
+        enter=host.enter,
         extra_logs=(log,),
     )
     host.daemons["mariadb"] = daemon
@@ -829,6 +964,12 @@ def _cleanup_tag(tag: str) -> None:
         if (m := _NETNS_RE.match(netns)) and m.group(1) == tag:
             _kill_all(netns)
             _ip("netns", "del", netns, check=False)
+    for record in (TMP / f"{BASE_PREFIX}{tag}").glob("*/holder.json"):  # when the netns is gone already
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            holder = json.loads(record.read_text())
+            pid = int(holder["pid"])
+            if holder["start"] is not None and _start_time(pid) == holder["start"]:
+                _kill_mount_namespace(os.readlink(f"/proc/{pid}/ns/mnt"))
     for link in _link_names():
         if (m := _LINK_RE.match(link)) and m.group(1) == tag:
             _ip("link", "del", link, check=False)
@@ -888,10 +1029,16 @@ def run_in(
     env: dict[str, str] | None = None,
     timeout: float = 60.0,
     text: bool = True,
+    cwd: str | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run ``argv`` inside ``host``'s network namespace (``ip netns exec``), as root, capturing output."""
+    """Run ``argv`` as a process of ``host`` (its network, mount and UTS namespaces: it sees the host's view
+    of the shared path), as root, capturing output. ``cwd`` is a directory of the host's view; by default the
+    caller's working directory, or ``/`` when that is under the shared path (the host sees other files there)."""
+    if cwd is None:
+        here = Path.cwd()
+        cwd = "/" if here.is_relative_to(host.shared) else str(here)
     result = subprocess.run(
-        [IP, "netns", "exec", host.netns, *argv],
+        [*host.enter(cwd), *argv],
         input=input,
         capture_output=True,
         text=text,
@@ -1027,7 +1174,8 @@ def _main(argv: list[str]) -> int:
             print(f"started in {time.monotonic() - started:.1f} s (Ctrl-C stops)")
             for host in hosts.values():
                 fields = {k: v for k, v in host.server_fields().items() if k not in ("ssh_private_key",)}
-                print(f"{host.name} netns={host.netns} dir={host.dir}\n  {json.dumps(fields)}")
+                print(f"{host.name} netns={host.netns} dir={host.dir} holder={host.holder_pid}\n  {json.dumps(fields)}")
+            print(f"shared path: {net.shared} (master's aegir_root {net.aegir_root})")
             print(f"client key: {net._client_key}")
             with contextlib.suppress(KeyboardInterrupt):
                 signal.pause()
