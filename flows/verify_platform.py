@@ -17,8 +17,10 @@ def verify_platform(platform: str) -> dict[str, Any]:
     """
     # 1. Resolve the platform and its web server; unknown names fail before anything is touched.
     name = steps.load_platform(platform)
-    # 2. Build root from the makefile or git repository when it does not exist yet.
+    # 2. Build root from the makefile or git repository when it does not exist yet; a remote web server gets
+    #    the master's copy pushed (its own sites left alone).
     steps.build_root(name)
+    steps.push_platform(name)
     # 3. Scan: docroot, Drupal version, modules/themes/profiles with versions and schema, sites/ writable.
     facts = steps.scan(name)
     # 4. The web server's platform conf (Apache), config-tested, reloaded.

@@ -44,7 +44,7 @@ def _free_hosts(env: SiteEnv, db_name: str) -> list[str]:
     with databases.service.connect() as conn:
         if databases.service.database_exists(conn, db_name):
             raise AegirError(f"database {db_name} appeared meanwhile; nothing deployed, try again")
-        return databases.grant_hosts(conn)
+        return env.grant_hosts(conn)
 
 
 def deploy(env: SiteEnv, backup: dict[str, Any], planned: dict[str, str]) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,11 +11,12 @@ from prefect.artifacts import create_table_artifact
 
 from aegir import registry
 from aegir.contexts import PlatformContext, ServerContext, SiteContext
-from aegir.drupal.build import build_platform
+from aegir.drupal.build import build_platform, push_excludes
 from aegir.drupal.scan import scan_platform
 from aegir.errors import AegirError, InputError
 from aegir.services.http import http_service_for
 from aegir.transport.factory import connected
+from aegir.transport.local import LocalTransport
 
 from .common import TRANSIENT_RETRIES, record, store
 
@@ -36,9 +38,10 @@ def load_platform(name: str) -> str:
 
 @task(name="build-platform", **TRANSIENT_RETRIES)
 def build_root(name: str) -> str:
-    """Nothing to do when root exists; else build it from the makefile (drush make) or git_url (git clone)."""
+    """Nothing to do when root exists; else build it from the makefile (drush make) or git_url (git clone) —
+    on the web server, or on the master for a remote web server (push-platform then copies it there)."""
     platform, server = platform_and_server(name)
-    with connected(server) as transport:
+    with connected(server) if server.is_local else contextlib.nullcontext(LocalTransport("localhost")) as transport:
         how = build_platform(
             transport,
             root=platform.root,
@@ -49,6 +52,21 @@ def build_root(name: str) -> str:
         )
     get_run_logger().info("platform root %s: %s", platform.root, how)
     return how
+
+
+@task(name="push-platform", **TRANSIENT_RETRIES)
+def push_platform(name: str) -> str:
+    """A remote web server gets the master's copy of the code at the same path (a tar stream), every site
+    dir and sites.php left out: the web server's own sites stay as they are. Nothing to do for a local one."""
+    platform, server = platform_and_server(name)
+    if server.is_local:
+        return "local"
+    master = LocalTransport("localhost")
+    excludes = push_excludes(master, platform.root)
+    with connected(server) as transport:
+        transport.push_tree(platform.root, platform.root, excludes)
+    get_run_logger().info("platform %s pushed to %s:%s", platform.name, server.name, platform.root)
+    return "pushed"
 
 
 @task(name="scan-platform", **TRANSIENT_RETRIES)

@@ -97,6 +97,15 @@ class SiteEnv:
     def databases(self) -> SiteDatabases:
         return SiteDatabases(MysqlService(self.db))
 
+    def grant_hosts(self, conn: Any) -> list[str]:
+        """The hosts the site's database user is granted from: those of the db server (itself as it sees us,
+        127.0.0.1, localhost) plus, for a remote web server, that server as the db server sees it."""
+        databases = self.databases()
+        if self.web.is_local:
+            return databases.grant_hosts(conn)
+        with connected(self.web) as transport:
+            return databases.grant_hosts(conn, [databases.service.seen_from(transport)])
+
 
 def site_env(name: str) -> SiteEnv:
     s = store()
@@ -234,7 +243,7 @@ def create_database(name: str) -> dict[str, str]:
     databases = env.databases()
     with databases.service.connect() as conn:
         db_name = databases.free_name(conn, env.site.uri)
-        hosts = databases.grant_hosts(conn)
+        hosts = env.grant_hosts(conn)
     password = random_password()
     record(env.site, db_name=db_name, db_user=db_name, db_password=password)
     databases.create(db_name, db_name, password, hosts)

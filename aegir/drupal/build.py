@@ -161,3 +161,21 @@ def _build_from_git(transport: Transport, root: str, url: str, ref: str | None) 
                 _redact_url(f"{what} failed (git exit code {result.exit_code}): {_tail(result.stderr)}{note}")
             )
     _check_built(transport, root, f"cloning {shown_url}")
+
+
+SHARED_SITE_DIRS = ("all", "default")
+
+
+def push_excludes(transport: Transport, root: str) -> list[str]:
+    """What a push of the platform ``root`` (read through ``transport``, the master's) leaves out: every site
+    dir under ``<docroot>/sites`` but the shared ``all`` and ``default``, and ``sites.php`` — the web server's
+    own sites stay authoritative (their files/ and private/ are never overwritten by a push). As tar
+    ``--exclude`` patterns relative to ``root``."""
+    docroot = find_docroot(transport, root)
+    sites = posixpath.join(docroot, "sites")
+    rel = posixpath.relpath(sites, root)
+    excludes = [f"./{rel}/sites.php"]
+    for entry in transport.listdir(sites) if transport.exists(sites) else []:
+        if entry not in SHARED_SITE_DIRS and transport.is_dir(posixpath.join(sites, entry)):
+            excludes.append(f"./{rel}/{entry}")
+    return excludes

@@ -16,6 +16,7 @@ import pymysql
 
 from aegir.contexts import ServerContext
 from aegir.errors import AegirError
+from aegir.transport.base import Transport
 
 _IDENT_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 _PASSWORD_ALPHABET = string.ascii_letters + string.digits
@@ -116,6 +117,15 @@ class MysqlService:
     def seen_as(self, conn: pymysql.connections.Connection) -> str:
         """The host this server sees our connection coming from (the host part of USER())."""
         return str(self.execute(conn, "SELECT USER()")[0][0]).rpartition("@")[2]
+
+    def seen_from(self, transport: Transport) -> str:
+        """The host this server sees a connection from ``transport``'s machine as (a remote web server), found
+        as Aegir's grant_host does: a login that must fail, run there, and the host in the refusal."""
+        argv = ["mysql", "--no-defaults", "-u", PROBE_USER, "-h", self.server.db_address,
+                "-P", str(self.server.db_port), "-e", "SELECT VERSION()"]  # fmt: skip
+        result = transport.run(argv, check=False, timeout=30)
+        output = (result.stderr + result.stdout).decode(errors="replace")
+        return parse_seen_host(output, result.exit_code, self.server.name, transport.host)
 
     def database_exists(self, conn: pymysql.connections.Connection, name: str) -> bool:
         rows = self.execute(conn, "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", name)
@@ -233,3 +243,26 @@ class SiteDatabases:
                     self.service.execute(conn, f"DROP USER {quote_ident(user)}@{quote_host(host)}")
                     removed.append(f"user {user}@{host}")
         return removed
+
+
+PROBE_USER = "intntnllyInvalid"
+_SEEN = (
+    re.compile(rf"Access denied for user '{PROBE_USER}'@'([^']+)'"),
+    re.compile(r"Host '([^']+)' is not allowed to connect"),
+)
+
+
+def parse_seen_host(output: str, exit_code: int, server: str, source: str) -> str:
+    """The host in a refused probe login (see :meth:`MysqlService.seen_from`); a probe that could not connect,
+    or whose login did NOT fail, is an error naming both ends."""
+    for pattern in _SEEN:
+        match = pattern.search(output)
+        if match:
+            return match.group(1)
+    last = output.strip().splitlines()[-1] if output.strip() else f"exit code {exit_code}"
+    if exit_code == 0:
+        raise DbError(
+            f"a login to {server} as a user that does not exist succeeded from {source}: anonymous logins are "
+            "allowed there; remove them (DELETE FROM mysql.user WHERE User = '') before hosting sites on it"
+        )
+    raise DbError(f"{server} cannot be reached from {source}: {last}")

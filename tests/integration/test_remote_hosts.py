@@ -1,0 +1,94 @@
+"""Issue #7 across real hosts (network namespaces, each with a private view of the shared path; see
+tests/support/hosts.py): a platform on a remote web server (code pushed from the master), a site on it with
+its database on a remote db server, served by the remote nginx; its backup on the master."""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from aegir import registry
+from tests.fixtures.drupal import make_platforms
+from tests.integration.helpers import unique
+from tests.integration.sites import DRUSH
+from tests.support.hosts import HostNetwork, NetnsHost, wait_for_http
+
+pytestmark = pytest.mark.integration
+pytest_plugins = ["tests.support.hosts"]
+
+
+@dataclass
+class Remote:
+    store: object
+    network: HostNetwork
+    web: str
+    db: str
+    web_host: NetnsHost
+    db_host: NetnsHost
+
+
+def run(flow_ref: str, **params):
+    import importlib
+
+    module, attr = flow_ref.split(":")
+    state = getattr(importlib.import_module(module), attr)(**params, return_state=True)
+    assert state.is_completed(), state.message
+    return state.result()
+
+
+@pytest.fixture(scope="module")
+def remote(prefect_api, host_network, web1_host, db1_host) -> Iterator[Remote]:
+    from blocks.store import BlockStore
+
+    store = BlockStore(prefect_api.url)
+    # the master itself (archives live on its backup_path), then a remote web server and a remote db server
+    master = {"aegir_root": host_network.aegir_root, "http_service_type": "null", "db_service_type": "null"}
+    registry.save(store, "@server_master", "server", master)
+    web, db = unique("@server_web1_"), unique("@server_db1_")
+    registry.save(store, web, "server", {**web1_host.server_fields(), "drush_path": DRUSH})
+    registry.save(store, db, "server", db1_host.server_fields())
+    for name in (web, db):
+        run("flows.verify_server:verify_server", server=name)
+    yield Remote(store, host_network, web, db, web1_host, db1_host)
+
+
+def remote_platform(remote: Remote, kind: str) -> str:
+    """A sample platform built on the master under the shared path, for the remote web server."""
+    name = unique(f"@platform_{kind.replace('-', '')}_")
+    root = make_platforms.build(kind, Path(remote.network.shared, "platforms", name[1:]))
+    registry.save(remote.store, name, "platform", {"root": str(root), "web_server": remote.web})
+    return name
+
+
+def test_a_site_on_a_remote_web_server_with_a_remote_database(remote):
+    platform = remote_platform(remote, "d7")
+    platform_root = registry.load_platform(remote.store, platform).root
+    assert not remote.web_host.master_path(platform_root).exists()  # nothing on web1 yet
+    run("flows.verify_platform:verify_platform", platform=platform)
+    pushed = remote.web_host.master_path(platform_root)
+    assert (pushed / "index.php").is_file()  # the code was pushed to the same path on web1
+
+    uri = unique("r") + ".example.test"
+    name = "@" + uri
+    registry.save(remote.store, name, "site", {"platform": platform, "db_server": remote.db})
+    run("flows.install_site:install_site", site=name)
+    site = registry.load_site(remote.store, name)
+    # served by web1's nginx, from web1's copy; the database on db1
+    wait_for_http(remote.web_host, uri, status=200, text=uri)
+    assert (pushed / "sites" / uri / "settings.php").is_file()
+    assert not Path(platform_root, "sites", uri).exists()  # nothing of the site on the master
+    with remote.db_host.admin_connection() as conn, conn.cursor() as cur:
+        cur.execute("SHOW DATABASES LIKE %s", (site.db_name,))
+        assert cur.fetchall()
+
+    # a backup: on the master, holding the remote site dir and the remote database
+    entry = run("flows.backup_site:backup_site", site=name)
+    assert Path(entry["file"]).is_file() and entry["file"].startswith(remote.network.aegir_root)
+    with tarfile.open(entry["file"]) as archive:
+        names = archive.getnames()
+    assert "./settings.php" in names or "settings.php" in names
+    assert any(n.endswith("database.sql") for n in names)
