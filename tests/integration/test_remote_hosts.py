@@ -92,3 +92,58 @@ def test_a_site_on_a_remote_web_server_with_a_remote_database(remote):
         names = archive.getnames()
     assert "./settings.php" in names or "settings.php" in names
     assert any(n.endswith("database.sql") for n in names)
+
+
+@pytest.fixture(scope="module")
+def second(remote, host_network, web2_host) -> tuple[str, str]:
+    """A second web server (web2) and a second db server (db2), verified."""
+    db2_host = host_network.db_host("db2")
+    web2, db2 = unique("@server_web2_"), unique("@server_db2_")
+    registry.save(remote.store, web2, "server", {**web2_host.server_fields(), "drush_path": DRUSH})
+    registry.save(remote.store, db2, "server", db2_host.server_fields())
+    for name in (web2, db2):
+        run("flows.verify_server:verify_server", server=name)
+    return web2, db2
+
+
+def databases_on(host: NetnsHost) -> set[str]:
+    with host.admin_connection() as conn, conn.cursor() as cur:
+        cur.execute("SHOW DATABASES")
+        return {r[0] for r in cur.fetchall()}
+
+
+def test_migrate_between_web_servers_and_db_servers_then_clone_and_delete(remote, second, web2_host, host_network):
+    web2, db2 = second
+    db2_host = host_network.db_host("db2")
+    on_web1 = remote_platform(remote, "d7")
+    run("flows.verify_platform:verify_platform", platform=on_web1)
+    uri = unique("m") + ".example.test"
+    name = "@" + uri
+    registry.save(remote.store, name, "site", {"platform": on_web1, "db_server": remote.db})
+    run("flows.install_site:install_site", site=name)
+    before = registry.load_site(remote.store, name)
+
+    # a platform of the same code on web2; the site moves there with its database moving to db2
+    on_web2 = unique("@platform_d7web2_")
+    root = make_platforms.build("d7", Path(remote.network.shared, "platforms", on_web2[1:]))
+    registry.save(remote.store, on_web2, "platform", {"root": str(root), "web_server": web2})
+    run("flows.verify_platform:verify_platform", platform=on_web2)
+    run("flows.migrate_site:migrate_site", site=name, platform=on_web2, db_server=db2)
+    after = registry.load_site(remote.store, name)
+    assert (after.platform, after.db_server) == (on_web2, db2)
+    wait_for_http(web2_host, uri, status=200, text=uri)  # served by web2, from its database on db2
+    assert after.db_name in databases_on(db2_host) and before.db_name not in databases_on(remote.db_host)
+    old_dir = registry.load_platform(remote.store, on_web1).root + f"/sites/{uri}"
+    assert not remote.web_host.master_path(old_dir).exists()  # the old site dir went from web1
+    wait_for_http(remote.web_host, uri, status=404)  # and web1 no longer serves it
+
+    # a clone back on web1 with its database on db1; deleting it later spares the source
+    clone_uri = "clone-" + uri
+    run("flows.clone_site:clone_site", site=name, new_uri=clone_uri, platform=on_web1, db_server=remote.db)
+    wait_for_http(remote.web_host, clone_uri, status=200, text=clone_uri)
+    clone = registry.load_site(remote.store, "@" + clone_uri)
+    assert clone.db_name in databases_on(remote.db_host)
+    run("flows.disable_enable:disable_site", site="@" + clone_uri)
+    run("flows.delete_site:delete_site", site="@" + clone_uri)
+    assert clone.db_name not in databases_on(remote.db_host) and after.db_name in databases_on(db2_host)
+    wait_for_http(web2_host, uri, status=200, text=uri)
