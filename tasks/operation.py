@@ -140,7 +140,7 @@ class Operation:
         _save(self.name, self.record)
 
     def end(self) -> None:
-        if not self.record["forward"]:
+        if not self.record["forward"] and self.record["phase"] != "rollback pending":
             _save(self.name, None)
 
     @property
@@ -176,15 +176,26 @@ class Operation:
         """Roll back, then raise one error saying what failed and what was undone."""
         done, failed = self.rollback()
         summary = f"rolled back: {', '.join(done) if done else 'nothing to undo'}"
-        if failed:
+        if self.record["undo"]:  # undos that met an unreachable host: the journal keeps them
+            self.record["phase"] = "rollback pending"
+            _save(self.name, self.record)
+            summary += (
+                f"; ROLLBACK PENDING: {'; '.join(failed)}; the next task on {self.name}, or aegir resume "
+                f"{self.record['flow_run']}, finishes it"
+            )
+        elif failed:
             summary += f"; ROLLBACK INCOMPLETE, check by hand: {'; '.join(failed)}"
         raise TaskFailed(f"{self.task}: {error} ({summary})") from error
 
 
 def _run_undos(steps: list[dict[str, Any]], persist: Callable[[], None]) -> tuple[list[str], list[str]]:
+    """Run the undos newest first; one failing does not stop the others. An undo that failed on a transient
+    fault (a host unreachable, a connection refused) stays in ``steps`` — and so in the journal — for the next
+    task on the site (or ``aegir resume``) to retry; other failures are reported for a human."""
     logger = get_run_logger()
     done: list[str] = []
     failed: list[str] = []
+    kept: list[dict[str, Any]] = []
     while steps:
         entry = steps[-1]
         try:
@@ -192,9 +203,16 @@ def _run_undos(steps: list[dict[str, Any]], persist: Callable[[], None]) -> tupl
             done.append(entry["label"])
             logger.info("rolled back: %s", entry["label"])
         except Exception as e:  # noqa: BLE001 - every undo must get its chance
-            failed.append(f"{entry['label']} ({e})")
+            if getattr(e, "transient", False):
+                kept.insert(0, entry)
+                failed.append(f"{entry['label']} ({e}; kept: retried by the next task on the site)")
+            else:
+                failed.append(f"{entry['label']} ({e})")
             logger.error("rollback step failed: %s: %s", entry["label"], e)
         steps.pop()
+        persist()
+    steps.extend(kept)
+    if kept:
         persist()
     return done, failed
 
@@ -211,6 +229,10 @@ def recover(name: str, op: dict[str, Any]) -> str:
         outcome = "completed"
     else:
         _done, failed = _run_undos(op["undo"], lambda: _save(name, op))
+        if op["undo"]:  # still unreachable: nothing else may run on a half-rolled-back site
+            raise TaskFailed(
+                f"{name}: the rollback of the interrupted {op['task']} cannot finish yet: {'; '.join(failed)}"
+            )
         if failed:
             logger.error("%s: rollback of the interrupted %s incomplete, check by hand: %s", name, op["task"], failed)
         outcome = "rolled back" if op.get("phase") != "committed" else "completed"

@@ -4,7 +4,9 @@ its database on a remote db server, served by the remote nginx; its backup on th
 
 from __future__ import annotations
 
+import subprocess
 import tarfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +15,9 @@ import pytest
 
 from aegir import registry
 from tests.fixtures.drupal import make_platforms
-from tests.integration.helpers import unique
+from tests.integration.helpers import AEGIR, unique
 from tests.integration.sites import DRUSH
-from tests.support.hosts import HostNetwork, NetnsHost, wait_for_http
+from tests.support.hosts import HostNetwork, NetnsHost, start_sshd, stop_sshd, wait_for_http
 
 pytestmark = pytest.mark.integration
 pytest_plugins = ["tests.support.hosts"]
@@ -147,3 +149,53 @@ def test_migrate_between_web_servers_and_db_servers_then_clone_and_delete(remote
     run("flows.delete_site:delete_site", site="@" + clone_uri)
     assert clone.db_name not in databases_on(remote.db_host) and after.db_name in databases_on(db2_host)
     wait_for_http(web2_host, uri, status=200, text=uri)
+
+
+def test_a_web_server_lost_mid_migrate_rolls_back_and_the_next_task_finishes_the_rollback(
+    prefect_api, remote, second, web2_host
+):
+    """web2's sshd dies while the migrate to it runs: the task fails naming web2, the site stays on web1
+    (served, maintenance off); what could not be undone on web2 stays in the site's journal until web2 is back,
+    then the next task on the site removes it before doing its own work."""
+    web2, _ = second
+    on_web1 = remote_platform(remote, "d7")
+    run("flows.verify_platform:verify_platform", platform=on_web1)
+    on_web2 = unique("@platform_d7web2_")
+    root = make_platforms.build("d7", Path(remote.network.shared, "platforms", on_web2[1:]))
+    registry.save(remote.store, on_web2, "platform", {"root": str(root), "web_server": web2})
+    run("flows.verify_platform:verify_platform", platform=on_web2)
+    uri = unique("f") + ".example.test"
+    name = "@" + uri
+    registry.save(remote.store, name, "site", {"platform": on_web1, "db_server": remote.db})
+    run("flows.install_site:install_site", site=name)
+
+    env = {**prefect_api.env, "AEGIR_FAULT": "deploy-target:before:pause=3"}
+    migrating = subprocess.Popen([AEGIR, "migrate", name, on_web2], env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # maintenance on is next: web2's target is made, stop web2 now
+            journal = registry.load_site(remote.store, name).operation or {}
+            if any(u["label"] == "maintenance mode off" for u in journal.get("undo", [])):
+                break
+            time.sleep(0.1)
+        stop_sshd(web2_host)
+        _, stderr = migrating.communicate(timeout=180)
+    finally:
+        if migrating.poll() is None:
+            migrating.kill()
+    try:
+        assert migrating.returncode == 1, stderr
+        assert web2_host.address in stderr and "ROLLBACK PENDING" in stderr, stderr
+        site = registry.load_site(remote.store, name)
+        assert site.platform == on_web1 and site.operation["phase"] == "rollback pending"
+        wait_for_http(remote.web_host, uri, status=200, text=uri)  # on web1 as before, maintenance off
+        target_dir = web2_host.master_path(f"{root}/sites/{uri}")
+        assert target_dir.exists()  # web2 was unreachable: its part is still there
+    finally:
+        start_sshd(web2_host)
+    # the next task on the site first finishes the rollback on web2
+    run("flows.verify_site:verify_site", site=name)
+    site = registry.load_site(remote.store, name)
+    assert site.operation is None and site.platform == on_web1 and not target_dir.exists()
+    wait_for_http(remote.web_host, uri, status=200, text=uri)
