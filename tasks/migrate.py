@@ -151,6 +151,7 @@ def validate_migrate(
         if owner:
             raise InputError("new_uri", f"{uri} is already used by {owner}")
     tenv = target_env(name, target)
+    tenv.check_db_reachable()
     if tenv.major != env.major:
         raise InputError(
             "platform", f"{target_platform.name} is Drupal {tenv.major}, {env.site.name} runs Drupal {env.major}"

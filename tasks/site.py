@@ -97,6 +97,17 @@ class SiteEnv:
     def databases(self) -> SiteDatabases:
         return SiteDatabases(MysqlService(self.db))
 
+    def check_db_reachable(self) -> None:
+        """A remote web server cannot reach a db server by the loopback address the master uses for it: such
+        a db server needs ``db_host`` set to an address the web server can reach."""
+        if not self.web.is_local and self.db.db_address in ("127.0.0.1", "localhost", "::1"):
+            raise InputError(
+                "db_server",
+                f"{self.db.name} is reached as {self.db.db_address}, which {self.web.name} ({self.web.remote_host}) "
+                f"cannot use: set its db_host to an address {self.web.name} can reach "
+                f"(aegir save {self.db.name} --db_host=…)",
+            )
+
     def grant_hosts(self, conn: Any) -> list[str]:
         """The hosts the site's database user is granted from: those of the db server (itself as it sees us,
         127.0.0.1, localhost) plus, for a remote web server, that server as the db server sees it."""
@@ -191,6 +202,7 @@ def validate_install(name: str, force_reinstall: bool) -> bool:
         raise InputError("platform", f"{platform.name}: its web server {env.web.name} has no http service")
     if env.db.db_service_type != "mysql":
         raise InputError("db_server", f"{env.db.name} has no db service (db_service_type=mysql needed)")
+    env.check_db_reachable()
     profiles = {p["name"]: p for p in platform.profiles}
     if site.profile not in profiles:
         raise InputError(

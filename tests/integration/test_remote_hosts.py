@@ -199,3 +199,18 @@ def test_a_web_server_lost_mid_migrate_rolls_back_and_the_next_task_finishes_the
     site = registry.load_site(remote.store, name)
     assert site.operation is None and site.platform == on_web1 and not target_dir.exists()
     wait_for_http(remote.web_host, uri, status=200, text=uri)
+
+
+def test_a_db_server_only_the_master_can_reach_is_refused_for_a_remote_web_server(remote, db_admin):
+    platform = remote_platform(remote, "d7")
+    run("flows.verify_platform:verify_platform", platform=platform)
+    local_db = unique("@server_localdb_")
+    registry.save(remote.store, local_db, "server", {**db_admin, "http_service_type": "null"})
+    uri = unique("l") + ".example.test"
+    registry.save(remote.store, "@" + uri, "site", {"platform": platform, "db_server": local_db})
+    from flows.install_site import install_site
+
+    state = install_site(site="@" + uri, return_state=True)
+    assert state.is_failed() and "db_server: " in state.message and "db_host" in state.message, state.message
+    root = registry.load_platform(remote.store, platform).root
+    assert not remote.web_host.master_path(f"{root}/sites/{uri}").exists()  # nothing was made
