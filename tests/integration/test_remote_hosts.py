@@ -95,6 +95,26 @@ def test_a_site_on_a_remote_web_server_with_a_remote_database(remote):
     assert "./settings.php" in names or "settings.php" in names
     assert any(n.endswith("database.sql") for n in names)
 
+    # restore it (into a new database on db1 and a new dir on web1), then a one-time login link from web1
+    run("flows.restore_site:restore_site", site=name, backup=entry["id"])
+    restored = registry.load_site(remote.store, name)
+    assert restored.db_name != site.db_name and restored.db_name in databases_on(remote.db_host)
+    assert site.db_name not in databases_on(remote.db_host)
+    wait_for_http(remote.web_host, uri, status=200, text=uri)
+    link = run("flows.login_reset:login_reset", site=name)
+    assert f"http://{uri}" in link and "/user/reset/" in link
+
+
+def test_a_web_server_whose_host_key_changed_is_refused(remote, web1_host, web2_host):
+    """web1's address, but web2's host key pinned: verify-server refuses to talk to it."""
+    impostor = unique("@server_impostor_")
+    fields = {**web1_host.server_fields(), "ssh_host_key": web2_host.host_public_key, "drush_path": DRUSH}
+    registry.save(remote.store, impostor, "server", fields)
+    from flows.verify_server import verify_server
+
+    state = verify_server(server=impostor, return_state=True)
+    assert state.is_failed() and "CHANGED" in state.message and web1_host.address in state.message, state.message
+
 
 @pytest.fixture(scope="module")
 def second(remote, host_network, web2_host) -> tuple[str, str]:
