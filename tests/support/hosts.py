@@ -116,7 +116,7 @@ import pytest
 
 from aegir.transport.ssh import SSHTransport
 from tests.support.sshd import SFTP_SERVER_CANDIDATES, SSHD, SSHServer, _keygen
-from tests.support.webservers import NGINX, NGINX_ETC, PHP_FPM, WEB_USER
+from tests.support.webservers import NGINX, NGINX_CONF, NGINX_ETC, PHP_FPM, WEB_USER
 
 IP = shutil.which("ip", path="/usr/sbin:/sbin:/usr/bin:/bin") or "ip"
 UNSHARE = shutil.which("unshare", path="/usr/bin:/bin") or "unshare"
@@ -799,42 +799,6 @@ def _start_php_fpm(host: NetnsHost) -> None:
     daemon.start()
 
 
-NGINX_CONF = """\
-user {user};
-worker_processes 1;
-daemon off;
-master_process on;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-
-events {{
-    worker_connections 256;
-}}
-
-http {{
-    include mime.types;
-    default_type application/octet-stream;
-    access_log {dir}/access.log;
-    client_body_temp_path {dir}/temp/body;
-    fastcgi_temp_path {dir}/temp/fastcgi;
-    proxy_temp_path {dir}/temp/proxy;
-    scgi_temp_path {dir}/temp/scgi;
-    uwsgi_temp_path {dir}/temp/uwsgi;
-    server_names_hash_bucket_size 128;
-
-    # What Debian's /etc/nginx/conf.d/aegir.conf does (a glob: passes nginx -t before Aegir wrote it).
-    include {aegir_root}/config/nginx*.conf;
-
-    # Answers until the Aegir catch-all (listed first, so the default for the port) exists.
-    server {{
-        listen *:{port};
-        server_name fixture.invalid;
-        return 410 "nginx on {name}: no Aegir server conf\\n";
-    }}
-}}
-"""
-
-
 def _start_nginx(host: NetnsHost) -> None:
     ndir = _mkdir(host.dir / "nginx")
     _mkdir(ndir / "temp")
@@ -842,9 +806,8 @@ def _start_nginx(host: NetnsHost) -> None:
         shutil.copy(os.path.join(NGINX_ETC, name), ndir / name)
     host.http_port = HTTP_PORT
     conf = ndir / "nginx.conf"
-    conf.write_text(
-        NGINX_CONF.format(dir=ndir, aegir_root=host.aegir_root, port=host.http_port, user=WEB_USER, name=host.name)
-    )
+    fields = {"tmp": ndir, "aegir_root": host.aegir_root, "port": host.http_port, "user": WEB_USER}
+    conf.write_text(NGINX_CONF.format(**fields, who=f"on {host.name}"))
     base = [NGINX, "-c", str(conf), "-p", str(ndir)]
     host.nginx_conf = str(conf)
     host.http_config_test_cmd = shlex.join([*base, "-t"])

@@ -312,7 +312,7 @@ http {{
     server {{
         listen *:{port};
         server_name fixture.invalid;
-        return 410 "nginx fixture: no Aegir server conf\\n";
+        return 410 "nginx {who}: no Aegir server conf\\n";
     }}
 }}
 """
@@ -327,7 +327,7 @@ def run_nginx(php_fpm_socket: str) -> Iterator[WebServer]:
         shutil.copy(os.path.join(NGINX_ETC, name), tmp / name)
     port = free_port()
     conf = tmp / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(tmp=tmp, aegir_root=aegir_root, port=port, user=WEB_USER))
+    conf.write_text(NGINX_CONF.format(tmp=tmp, aegir_root=aegir_root, port=port, user=WEB_USER, who="fixture"))
     base = [NGINX, "-c", str(conf), "-p", str(tmp)]
     proc = _Process("nginx", [*base, "-e", str(tmp / "error.log")], tmp, [tmp / "error.log"], signal.SIGQUIT)
     yield from _serve("nginx", base, ["-s", "reload"], proc, port, tmp, aegir_root, conf, php_fpm_socket)
