@@ -246,8 +246,13 @@ def recover(name: str, op: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------------------------
 def ensure_limit(limit: str, slots: int = 1) -> None:
     """Create (or resize) a global concurrency limit: ``strict`` acquisition needs it to exist."""
+    from prefect.exceptions import ObjectAlreadyExists
+
     with get_client(sync_client=True) as client:
-        client.upsert_global_concurrency_limit_by_name(limit, slots)
+        try:
+            client.upsert_global_concurrency_limit_by_name(limit, slots)
+        except ObjectAlreadyExists:  # upsert is read-then-create: another task created it meanwhile
+            client.upsert_global_concurrency_limit_by_name(limit, slots)
 
 
 def _holder() -> ConcurrencyLeaseHolder | None:
