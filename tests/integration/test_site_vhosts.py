@@ -143,11 +143,13 @@ def settled(env, host: str, path: str = "/", *, status: int, text: str | None = 
     A reload is asynchronous: for a moment an old worker may still accept connections and answer with the
     previous configuration, even after a new worker has answered with the new one."""
     deadline = time.monotonic() + timeout
+    while not env.web.reload_done() and time.monotonic() < deadline:
+        time.sleep(0.02)
     streak, last = 0, None
     while streak < STABLE:
         try:
             last = get(env, host, path)
-            ok = last.status_code == status and (text is None or text in last.text)
+            ok = last.status_code == status and (text is None or text in last.text) and env.web.reload_done()
         except httpx.HTTPError as e:
             last, ok = e, False
         streak = streak + 1 if ok else 0

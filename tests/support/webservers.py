@@ -172,6 +172,27 @@ class WebServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def reload_done(self) -> bool:
+        """nginx answers from one configuration only: its master has exactly one worker (the config's
+        ``worker_processes 1``) and none of an earlier configuration still shutting down. A reload is
+        asynchronous; under load an old worker can still accept a connection after the new one answered."""
+        if self.kind != "nginx" or self.process.proc is None:
+            return True
+        master, workers = self.process.proc.pid, 0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == master:
+                if b"shutting down" in cmdline:
+                    return False
+                workers += 1
+        return workers == 1
+
     def request(self, host: str, path: str = "/") -> httpx.Response:
         with httpx.Client(trust_env=False, timeout=5.0, follow_redirects=False) as client:
             return client.get(self.url + path, headers={"Host": host})
