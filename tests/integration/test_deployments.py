@@ -66,13 +66,21 @@ def worker(server: PrefectServer) -> Iterator[Background]:
 @pytest.fixture(scope="module")
 def hosting(server: PrefectServer, nginx_server, db_admin) -> Iterator[Hosting]:
     """A verified server and its contexts on *this* Prefect server (the setup flows run in-process here)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
     from prefect.settings import PREFECT_API_URL, PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings
 
     from blocks.store import BlockStore
 
     results = server.tmp / "results"
     with temporary_settings({PREFECT_API_URL: server.url, PREFECT_RESULTS_LOCAL_STORAGE_PATH: results}):
-        yield from make_hosting(BlockStore(server.url), nginx_server, db_admin, prefix="@server_dep")
+        try:
+            yield from make_hosting(BlockStore(server.url), nginx_server, db_admin, prefix="@server_dep")
+        finally:
+            # the in-process runs' log and event workers send to THIS server: drain them while it is up, or
+            # the session's test harness later waits forever for them to reach a server that is gone
+            APILogWorker.drain_all(timeout=30)
+            EventsWorker.drain_all(timeout=30)
 
 
 def wait_final(server: PrefectServer, run_id: str) -> dict[str, Any]:
