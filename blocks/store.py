@@ -90,10 +90,18 @@ class BlockStore:
     # -- REST ------------------------------------------------------------------------------------------
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
         """One API call; "busy" answers (429/502/503: a SQLite-backed server under load) are retried with
-        backoff, as Prefect's own client does."""
+        backoff, as Prefect's own client does, and so are dropped connections of idempotent requests."""
+        # a request the server dropped mid-way (a busy server closing a kept-alive connection) is sent again
+        # when repeating it is harmless: reads, filters, updates; never a create
+        idempotent = method != "POST" or path.endswith("/filter")
         for delay in (*RETRY_DELAYS, None):
             try:
                 response = self._http.request(method, path, json=body)
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as e:
+                if not idempotent or delay is None:
+                    raise StoreUnavailable(f"the Prefect API at {self.api_url} dropped the request ({e})") from None
+                time.sleep(delay)
+                continue
             except httpx.HTTPError as e:
                 raise StoreUnavailable(
                     f"the Prefect API at {self.api_url} is not reachable ({e}): {START_HINT}"
