@@ -59,26 +59,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pymysql
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.report import start_prefect, write_section  # noqa: E402 (the repo root is on the path only now)
+from bench.report import root_db, sh, start_prefect, write_section  # noqa: E402 (the repo root is on the path only now)
 
 AEGIR = str(Path(sys.executable).with_name("aegir"))
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def sh(script: str) -> str:
-    done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"raw step failed (exit {done.returncode}): {done.stderr[-2000:]}")
-    return done.stdout
-
-
-def root_db() -> pymysql.connections.Connection:
-    return pymysql.connect(host="127.0.0.1", user="root", password="", autocommit=True)
 
 
 def median(values: list[float]) -> float:

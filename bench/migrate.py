@@ -52,12 +52,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pymysql
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.report import start_prefect, write_section  # noqa: E402 (the repo root is on the path only now)
+from bench.report import root_db, sh, start_prefect, write_section  # noqa: E402 (the repo root is on the path only now)
 
 AEGIR = str(Path(sys.executable).with_name("aegir"))
 RAW_DB = "aegir_bench_migrate_raw"
@@ -66,17 +65,6 @@ LOREM = (
     b"dolore magna aliqua. Ut enim ad minim veniam, quis nostrud exercitation ullamco laboris nisi ut aliquip. "
 )
 ON, OFF = "maintenance-mode", "target-maintenance"
-
-
-def sh(script: str) -> str:
-    done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"raw step failed (exit {done.returncode}): {done.stderr[-2000:]}")
-    return done.stdout
-
-
-def root_db() -> pymysql.connections.Connection:
-    return pymysql.connect(host="127.0.0.1", user="root", password="", autocommit=True)
 
 
 def grow_database(db: str, mb: int) -> None:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pymysql
+
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 
@@ -37,3 +39,16 @@ def start_prefect(home: Path) -> dict[str, str]:
     subprocess.run([aegir, "server", "start", "--port", str(port)], env=env, check=True, capture_output=True)
     os.environ.update(PREFECT_HOME=env["PREFECT_HOME"], PREFECT_API_URL=f"http://127.0.0.1:{port}/api")
     return env
+
+
+def sh(script: str) -> str:
+    """A bash script (errexit, pipefail) of the raw tools a benchmark compares with; its stdout."""
+    done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"raw step failed (exit {done.returncode}): {done.stderr[-2000:]}")
+    return done.stdout
+
+
+def root_db() -> pymysql.connections.Connection:
+    """root on the machine's MariaDB (127.0.0.1, no password)."""
+    return pymysql.connect(host="127.0.0.1", user="root", password="", autocommit=True)
