@@ -51,9 +51,10 @@ def purge_backups(
     removed: list[dict[str, Any]] = []
     if not dry_run:
         for name, group in groupby(plan, key=lambda r: r["site"]):
+            removals = list(group)
             with site_operation(name, "purge-backups"):
-                ids = set(steps.purge_site(name, list(group)))
-            removed += [r for r in plan if r["site"] == name and r["id"] in ids]
+                ids = set(steps.purge_site(name, removals))
+            removed += [r for r in removals if r["id"] in ids]
     # 3. Leftovers of interrupted backups and deploys (untouched for a day) in the backup directories.
     leftovers = steps.purge_leftovers(dry_run)
     # 4. What went (or would go) as a table.

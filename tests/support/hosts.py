@@ -116,7 +116,7 @@ import pytest
 
 from aegir.transport.ssh import SSHTransport
 from tests.support.sshd import SFTP_SERVER_CANDIDATES, SSHD, SSHServer, _keygen
-from tests.support.webservers import NGINX, NGINX_CONF, NGINX_ETC, PHP_FPM, WEB_USER
+from tests.support.webservers import NGINX, NGINX_CONF, NGINX_ETC, PHP_FPM, WEB_USER, _unix_ready
 
 IP = shutil.which("ip", path="/usr/sbin:/sbin:/usr/bin:/bin") or "ip"
 UNSHARE = shutil.which("unshare", path="/usr/bin:/bin") or "unshare"
@@ -175,18 +175,6 @@ def _tcp_ready(address: str, port: int, banner: bytes = b"") -> bool:
             return True
     except OSError:
         return False
-
-
-def _unix_ready(path: str) -> bool:
-    if not os.path.exists(path):
-        return False
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(0.5)
-        try:
-            s.connect(path)
-            return True
-        except OSError:
-            return False
 
 
 def _start_time(pid: int) -> str | None:
