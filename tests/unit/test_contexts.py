@@ -597,3 +597,17 @@ def test_build_turns_validation_errors_into_input_errors():
         build(ServerContext, {"name": "@s", "http_port": 0})
     assert str(e.value).startswith("http_port: ")
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(("given", "stored"), [("7 days", "7d"), ("6h", "6h"), ("OFF", "off"), ("", None)])
+def test_a_sites_backup_interval_is_stored_short(given, stored):
+    assert site(backup_interval=given).backup_interval == stored
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [("backup_interval", "7x", "is not a duration"), ("backup_interval", "90m", "minutes"),
+     ("backup_max_count", 0, "greater than or equal to 1"), ("backup_max_bytes", -5, "greater than or equal to 1")],
+)  # fmt: skip
+def test_bad_backup_settings_of_a_site_are_refused_naming_the_field(field, value, says):
+    raises_input(lambda: site(**{field: value}), field, says)
