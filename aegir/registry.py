@@ -33,16 +33,37 @@ class ContextStore(Protocol):
         """The context whose slug is ``slugify(name)``, of any type (with secrets), or None."""
         ...
 
+    def find_many(self, names: list[str]) -> dict[str, ContextBase]:
+        """The contexts of these names that exist, keyed by slug (one round trip)."""
+        ...
+
     def list(self, context_type: str | None = None) -> list[ContextBase]: ...
 
     def put(self, context: ContextBase) -> None: ...
+
+    def update(self, context: ContextBase, fields: Iterable[str]) -> bool:
+        """Write only these fields of the context (the others stay as stored); False if it has no record."""
+        ...
+
+    def update_data(self, context_type: str, name: str, data: dict[str, Any]) -> bool:
+        """Merge JSON data into the stored record of that type; False if there is none."""
+        ...
 
     def remove(self, context: ContextBase) -> None: ...
 
 
 def load(store: ContextStore, name: str, expected: type[ContextBase] | None = None) -> Any:
     """Load ``@name``; a missing context or one of another type is an error naming it."""
-    ctx = store.find(name)
+    return _checked(store.find(name), name, expected)
+
+
+def load_each(store: ContextStore, *wanted: tuple[str, type[ContextBase]]) -> list[Any]:
+    """``load`` of several (name, type) pairs in one round trip, in the order given."""
+    found = store.find_many([name for name, _ in wanted])
+    return [_checked(found.get(slugify(name)), name, expected) for name, expected in wanted]
+
+
+def _checked(ctx: ContextBase | None, name: str, expected: type[ContextBase] | None) -> Any:
     name = normalise_name(name)
     if ctx is None or ctx.name != name:
         raise NotFoundError(f"{name}: no such context (see `aegir list`)")

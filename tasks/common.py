@@ -55,11 +55,12 @@ TRANSIENT_RETRIES: dict[str, Any] = {
 
 
 def record(ctx: ContextBase, **facts: Any) -> ContextBase:
-    """Write task-managed facts onto the freshest copy of a context (validated) and persist it: fields other
-    tasks wrote meanwhile (the site's journal, its backups) are kept."""
-    current = store().find(ctx.name) or ctx
-    updated = type(ctx).model_validate({**current.model_dump(), **facts})
-    store().put(updated)
+    """Write task-managed facts of a context (validated with the rest of ``ctx``): only these fields are
+    written, so fields other tasks (or `aegir save`) wrote meanwhile are kept. A context whose record is gone
+    (renamed, deleted) is written whole."""
+    updated = type(ctx).model_validate({**ctx.model_dump(), **facts})
+    if not store().update(updated, facts):
+        store().put(updated)
     return updated
 
 

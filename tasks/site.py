@@ -119,12 +119,12 @@ class SiteEnv:
 
 
 def site_env(name: str) -> SiteEnv:
+    """The site and the contexts it runs on, in two round trips (three when the web and db servers differ)."""
     s = store()
     site = registry.load_site(s, name)
-    platform = registry.load_platform(s, site.platform)
-    return SiteEnv(
-        site, platform, registry.load_server(s, platform.web_server), registry.load_server(s, site.db_server)
-    )
+    platform, db = registry.load_each(s, (site.platform, PlatformContext), (site.db_server, ServerContext))
+    web = db if platform.web_server == db.name else registry.load_server(s, platform.web_server)
+    return SiteEnv(site, platform, web, db)
 
 
 def write_files(env: SiteEnv, transport: Transport) -> None:

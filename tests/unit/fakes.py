@@ -25,6 +25,10 @@ class MemoryStore:
         ctx = self.data.get(slugify(name))
         return None if ctx is None else ctx.model_copy(deep=True)
 
+    def find_many(self, names: list[str]) -> dict[str, ContextBase]:
+        found = {slugify(n): self.find(n) for n in names}
+        return {slug: ctx for slug, ctx in found.items() if ctx is not None}
+
     def list(self, context_type: str | None = None) -> list[ContextBase]:
         return [
             ctx.model_copy(deep=True)
@@ -35,6 +39,17 @@ class MemoryStore:
     def put(self, context: ContextBase) -> None:
         self.writes.append(("put", context.name))
         self.data[context.slug] = context.model_copy(deep=True)
+
+    def update(self, context: ContextBase, fields: Any) -> bool:
+        return self.update_data(context.context_type, context.name, {f: getattr(context, f) for f in fields})
+
+    def update_data(self, context_type: str, name: str, data: dict[str, Any]) -> bool:
+        current = self.data.get(slugify(name))
+        if current is None or current.context_type != context_type:
+            return False
+        self.writes.append(("update", current.name))
+        self.data[current.slug] = type(current).model_validate({**current.model_dump(), **data})
+        return True
 
     def remove(self, context: ContextBase) -> None:
         self.writes.append(("remove", context.name))
