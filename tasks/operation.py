@@ -28,11 +28,12 @@ from typing import Any, NoReturn
 
 from prefect import get_client, get_run_logger
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder
+from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 
 from aegir import registry
-from aegir.contexts import ServerContext, SiteContext
+from aegir.contexts import ServerContext, SiteContext, slugify
 from aegir.errors import AegirError
 
 from . import progress
@@ -54,8 +55,8 @@ class SiteBusy(AegirError):
     exit_code = 5
 
 
-def lock_name(site: SiteContext) -> str:
-    return f"site-{site.slug}"
+def lock_name(name: str) -> str:
+    return f"site-{slugify(name)}"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -70,12 +71,19 @@ def _process_start(pid: int) -> str | None:
         return None
 
 
+def _me() -> dict[str, Any]:
+    """This process, as a journal names who runs a task (the start time tells a pid from its reuse)."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "pid_start": _process_start(os.getpid())}
+
+
 def holder_state(op: dict[str, Any]) -> str:
-    """ "alive", "dead" (this host, process gone) or "unknown" (another host)."""
-    if op.get("host") != socket.gethostname():
+    """ "alive", "dead" (this host, process gone) or "unknown" (another host) — of the process recovering
+    the journal when one is (it holds the lock now), else of the one that wrote it."""
+    who = op.get("recovering_by") or op
+    if who.get("host") != socket.gethostname():
         return "unknown"
-    start = _process_start(int(op.get("pid") or 0))
-    return "alive" if start is not None and start == op.get("pid_start") else "dead"
+    start = _process_start(int(who.get("pid") or 0))
+    return "alive" if start is not None and start == who.get("pid_start") else "dead"
 
 
 def describe(op: dict[str, Any]) -> str:
@@ -90,11 +98,9 @@ def _site(name: str) -> SiteContext:
 
 
 def _save(name: str, op: dict[str, Any] | None) -> None:
-    """Write the journal onto the freshest copy of the site block (other fields untouched)."""
-    site = store().find(name)
-    if not isinstance(site, SiteContext):
-        return  # renamed away (migrate-site with a new uri): the journal went with the old record
-    store().put(type(site).model_validate({**site.model_dump(), "operation": op}))
+    """Write the journal into the site block (only that field: the others stay as stored). A site renamed
+    away (migrate-site with a new uri) has no record any more: its journal went with it."""
+    store().update_data("site", name, {"operation": op})
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -119,9 +125,7 @@ class Operation:
         self.record: dict[str, Any] = {
             "task": task,
             "flow_run": str(flow_run.id) if flow_run.id else None,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "pid_start": _process_start(os.getpid()),
+            **_me(),
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "phase": "running",
             "undo": [],
@@ -221,7 +225,10 @@ def recover(name: str, op: dict[str, Any]) -> str:
     """Finish (past its point of no return) or roll back an interrupted task; returns what was done."""
     logger = get_run_logger()
     logger.warning("%s: %s was interrupted: recovering", name, describe(op))
-    op = {**op, "undo": list(op.get("undo") or []), "forward": list(op.get("forward") or [])}
+    # this process (holding the lock) recovers it now: the journal says so, so the next task on the site waits
+    # for it instead of taking its lock for a dead holder's
+    op = {**op, "undo": list(op.get("undo") or []), "forward": list(op.get("forward") or []), "recovering_by": _me()}
+    _save(name, op)
     if op["forward"]:
         for entry in op["forward"]:
             _resolve(entry["ref"])(*entry["args"])
@@ -244,15 +251,52 @@ def recover(name: str, op: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------------------------
 # the site lock
 # ---------------------------------------------------------------------------------------------------------
-def ensure_limit(limit: str, slots: int = 1) -> None:
-    """Create (or resize) a global concurrency limit: ``strict`` acquisition needs it to exist."""
+ENSURE_TTL = 60.0  # a limit resized by another process is set right again within a minute
+_ensured: dict[tuple[str, str], tuple[int, float]] = {}  # (API, limit) -> (slots, when) this process set
+
+
+def _api() -> str:
+    from prefect.settings import PREFECT_API_URL
+
+    return str(PREFECT_API_URL.value() or "")
+
+
+def ensure_limit(limit: str, slots: int = 1, again: bool = False) -> None:
+    """Create (or resize) a global concurrency limit: ``strict`` acquisition needs it to exist. Not asked
+    again for a minute once this process set it to that size (``again``: it was found missing since)."""
     from prefect.exceptions import ObjectAlreadyExists
 
+    key = (_api(), limit)
+    known = _ensured.get(key)
+    if not again and known and known[0] == slots and time.monotonic() - known[1] < ENSURE_TTL:
+        return
     with get_client(sync_client=True) as client:
         try:
             client.upsert_global_concurrency_limit_by_name(limit, slots)
         except ObjectAlreadyExists:  # upsert is read-then-create: another task created it meanwhile
             client.upsert_global_concurrency_limit_by_name(limit, slots)
+    _ensured[key] = (slots, time.monotonic())
+
+
+def _lease(limit: str, timeout: float | None) -> contextlib.AbstractContextManager[Any]:
+    """A slot of the limit, leased to this flow run (a dead worker's lease ends by itself)."""
+    return concurrency(
+        limit, occupy=1, timeout_seconds=timeout, strict=True, lease_duration=LEASE_SECONDS, holder=_holder()
+    )
+
+
+@contextlib.contextmanager
+def _slot(limit: str, slots: int, timeout: float | None = None) -> Iterator[None]:
+    """One slot of the limit (made sure of first); a limit deleted since this process made sure of it is made
+    again."""
+    ensure_limit(limit, slots)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(_lease(limit, timeout))
+        except ConcurrencySlotAcquisitionError:  # strict: the limit is gone (deleted by hand, or by a break)
+            ensure_limit(limit, slots, again=True)
+            stack.enter_context(_lease(limit, timeout))
+        yield
 
 
 def _holder() -> ConcurrencyLeaseHolder | None:
@@ -265,32 +309,23 @@ def _break_lock(limit: str) -> None:
     A new limit of the same name frees the site now (the dead lease dies with the old limit)."""
     with get_client(sync_client=True) as client, contextlib.suppress(Exception):
         client.delete_global_concurrency_limit_by_name(limit)
-    ensure_limit(limit)
+    ensure_limit(limit, again=True)
 
 
 @contextlib.contextmanager
 def site_lock(name: str) -> Iterator[None]:
     """Hold the site's lock; wait (saying for whom) while another task holds it, or fail at once with
     --no-wait. A lock held by a dead process on this host is released."""
-    site = _site(name)
-    limit = lock_name(site)
-    ensure_limit(limit)
+    limit = lock_name(name)
     logger = get_run_logger()
     waited_since: float | None = None
-    timeout = 0.5  # a first short try: a dead holder is found (and its lock released) without waiting
+    # a journal names a holder (busy, or dead): a first short try, to release a dead one's lock or to refuse at
+    # once with --no-wait; none (the usual case): the lock is free, and a slow API is no reason to call it busy
+    timeout = 0.5 if _site(name).operation else POLL_SECONDS
     with contextlib.ExitStack() as stack:
         while True:
             try:
-                stack.enter_context(
-                    concurrency(
-                        limit,
-                        occupy=1,
-                        timeout_seconds=timeout,
-                        strict=True,
-                        lease_duration=LEASE_SECONDS,
-                        holder=_holder(),
-                    )
-                )
+                stack.enter_context(_slot(limit, 1, timeout))
                 break
             except TimeoutError:
                 op = _site(name).operation
@@ -298,7 +333,7 @@ def site_lock(name: str) -> Iterator[None]:
                     logger.warning("%s: the lock was held by a process that is gone: %s; released", name, describe(op))
                     _break_lock(limit)
                     continue
-                busy = f"{site.name} is busy with {describe(op)}" if op else f"{site.name} is busy with another task"
+                busy = f"{name} is busy with {describe(op)}" if op else f"{name} is busy with another task"
                 if not _wait():
                     raise SiteBusy(f"{busy}; try again later (or without --no-wait to wait)") from None
                 timeout = POLL_SECONDS
@@ -306,16 +341,14 @@ def site_lock(name: str) -> Iterator[None]:
                     waited_since = time.monotonic()
                     logger.info("waiting: %s", busy)
         if waited_since is not None:
-            logger.info("%s: lock acquired after %.0f s", site.name, time.monotonic() - waited_since)
+            logger.info("%s: lock acquired after %.0f s", name, time.monotonic() - waited_since)
         yield
 
 
 @contextlib.contextmanager
 def db_slot(server: ServerContext) -> Iterator[None]:
     """One of the db server's ``db_task_limit`` slots (limit ``db-<slug>``) for a dump or an import."""
-    limit = f"db-{server.slug}"
-    ensure_limit(limit, server.db_task_limit)
-    with concurrency(limit, occupy=1, strict=True, lease_duration=LEASE_SECONDS, holder=_holder()):
+    with _slot(f"db-{server.slug}", server.db_task_limit):
         yield
 
 

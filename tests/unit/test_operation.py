@@ -85,6 +85,16 @@ def test_holder_alive_dead_or_unknown():
     assert operation.holder_state(_holder(me, operation._process_start(me), host="elsewhere.example")) == "unknown"
 
 
+def test_a_journal_being_recovered_belongs_to_the_recovering_process():
+    """A dead task's journal, taken over by a live process (which holds the site's lock now): not dead, so
+    nobody breaks that process's lock for the dead one's."""
+    me = os.getpid()
+    journal = _holder(me, "1")  # the interrupted task: gone
+    assert operation.holder_state(journal) == "dead"
+    assert operation.holder_state({**journal, "recovering_by": operation._me()}) == "alive"
+    assert operation.holder_state({**journal, "recovering_by": _holder(me, "1")}) == "dead"  # it died too
+
+
 def test_describe_names_task_run_and_process():
     text = operation.describe({**_holder(42, "7"), "flow_run": "abc", "started": "2026-01-01T00:00:00+00:00"})
     assert "restore-site" in text and "abc" in text and "pid 42" in text
