@@ -26,9 +26,10 @@ def backup_site(
     with site_operation(name, "backup-site") as op:
         # 1. Only installed (or disabled) sites with a recorded database.
         sites.load_site(name)
-        # 2. The archive: dump + site dir + manifest, streamed, complete or nothing.
+        # 2. The archive: dump + site dir + manifest, streamed, complete or nothing (removed again if the task
+        #    stops before recording it).
+        steps.push_archive_undo(op, name)
         entry = steps.backup_archive(name, description, compression)
-        op.push(f"archive {entry['file']} removed", steps.discard_archive, entry["file"])
         # 3. Recorded on the site block; backup table artifact.
         steps.record_backup(name, entry)
         return entry

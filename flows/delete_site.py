@@ -28,6 +28,7 @@ def delete_site(site: str) -> dict[str, Any]:
         # 1. Disabled first (unless the web server allows deleting enabled sites); the db server answers.
         steps.validate_delete(name)
         # 2. A final, pinned backup.
+        backups.push_archive_undo(op, name)
         final = backups.backup_archive(name, PRE_DELETE, None, True)
         backups.record_backup(name, final)
         # 3. Off the web server: vhost removed, reload.

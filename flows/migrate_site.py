@@ -49,6 +49,7 @@ def migrate_site(
         planned = steps.plan_target(name, target)
         op.push("target dir, database and vhost removed", steps.discard_target, name, target, planned)
         steps.prepare_target(name, target, planned)
+        backups.push_archive_undo(op, name)
         backup = backups.backup_archive(name, PRE_MIGRATE, None, True)
         op.push(f"backup {backup['id']} unpinned", steps.unpin_backup, name, backup["id"])
         backups.record_backup(name, backup)

@@ -32,6 +32,7 @@ def restore_site(site: str, backup: str = "latest") -> dict[str, Any]:
             # 2. Maintenance mode on the live site, then a pinned safety backup of it.
             op.push("maintenance mode off", steps.maintenance_mode, name, False)
             steps.maintenance_mode(name, True)
+            backups.push_archive_undo(op, name)
             backups.record_backup(name, backups.backup_archive(name, SAFETY, None, True))
         # 3. Deploy: the archive's files next to the live dir, its dump into a NEW database and user.
         plan = steps.plan_deploy(name)

@@ -13,12 +13,13 @@ from aegir import registry
 from aegir.archive import archive_name, create_archive, delete_archive
 from aegir.contexts import MASTER, ServerContext
 from aegir.errors import InputError
+from aegir.leftovers import unrecorded_archives
 from aegir.services.dump import dump_database
 from aegir.transport.factory import connected
 from aegir.transport.local import LocalTransport
 
 from .common import record, step, store
-from .operation import db_slot
+from .operation import Operation, db_slot
 from .site import SiteEnv, site_env
 
 ON_REQUEST = "Generated on request"
@@ -94,8 +95,27 @@ def backup_table(slug: str, site: str, backups: list[dict[str, Any]]) -> None:
 
 @step("discard-archive")
 def discard_archive(path: str) -> None:
-    """Undo of backup-archive when the backup could not be recorded."""
+    """Undo of a temporary archive (clone's)."""
     delete_archive(path)
+
+
+def push_archive_undo(op: Operation, name: str) -> None:
+    """Before a backup-archive: its undo, persisted before it starts — the archives of the site this task
+    made that no backup record names are removed (a backup recorded before the task stopped keeps its
+    archive)."""
+    since = datetime.now(UTC).isoformat(timespec="seconds")
+    op.push("archives made but not recorded removed", discard_unrecorded_archives, name, since)
+
+
+@step("discard-unrecorded-archives")
+def discard_unrecorded_archives(name: str, since: str) -> list[str]:
+    """Undo of backup-archive (see :func:`push_archive_undo`)."""
+    env = site_env(name)
+    recorded = [b["file"] for b in env.site.backups if b.get("file")]
+    found = unrecorded_archives(backup_server(env).backup_path, env.site.uri, datetime.fromisoformat(since), recorded)
+    for path in found:
+        delete_archive(path)
+    return found
 
 
 @step("delete-backups")

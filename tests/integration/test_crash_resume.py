@@ -163,6 +163,24 @@ def test_another_task_after_a_crash_rolls_the_interrupted_restore_back(prefect_a
     assert "changed, then a restore crashed" not in titles(hosting, name, 7)
 
 
+@pytest.mark.parametrize("fault", kill_points("backup-archive:after record-backup:after"))
+def test_a_backup_killed_leaves_no_unrecorded_archive_and_no_record_without_one(prefect_api, hosting, site, fault):
+    name, uri = site["name"], site["name"][1:]
+    backup_dir = Path(registry.load_server(hosting.store, hosting.server).backup_path)
+    before = [b["id"] for b in hosting.load_site(name).backups]
+    killed_at(prefect_api.env, fault, "backup", name)
+
+    verified = aegir(prefect_api.env, "verify", name)  # the next task on the site recovers first
+    assert verified.returncode == 0, verified.stderr
+    record = hosting.load_site(name)
+    assert record.operation is None
+    # recorded before the kill: kept, with its archive; not recorded: its archive removed
+    assert len(record.backups) == len(before) + (1 if fault.startswith("record-backup") else 0)
+    archives = [p for p in backup_dir.iterdir() if p.name.startswith(uri) and p.name.endswith((".tar.gz", ".tar.zst"))]
+    assert sorted(str(p) for p in archives) == sorted(b["file"] for b in record.backups)
+    assert lock_slots(prefect_api.url, name) == 0
+
+
 DELETE_KILL_POINTS = kill_points("""
     backup-archive:after record-backup:after remove-vhost:after set-aside-site-dir:after
     destroy-site:before destroy-site:after

@@ -53,3 +53,26 @@ def test_only_leftovers_untouched_long_enough_are_stale(tmp_path):
         remove_leftover(p)
     assert sorted(os.listdir(tmp_path)) == [".b.tar.gz.partial", ".hidden", "b.tar.gz"]
     assert stale_leftovers(str(tmp_path / "missing"), 0) == []
+
+
+def test_unrecorded_archives_are_this_sites_since_the_time_and_named_by_no_record(tmp_path):
+    from datetime import UTC, datetime
+
+    from aegir.leftovers import unrecorded_archives
+
+    names = [
+        "a.example.com-20261204.180000.tar.gz",  # made at the start second: found
+        "a.example.com-20261204.175959.tar.gz",  # before: another task's, left alone
+        "a.example.com-20261204.180005.tar.zst",  # recorded: kept
+        "a.example.com-20261204.180006.tar.gz.sha256",  # a sidecar goes with its archive, not on its own
+        ".a.example.com-20261204.180007.tar.gz.partial",  # a partial archive: a leftover of its own kind
+        "a.example.com.au-20261204.180001.tar.gz",  # another site whose uri starts alike
+        "b.example.com-20261204.180001.tar.gz",
+    ]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    since = datetime(2026, 12, 4, 18, 0, 0, 700000, tzinfo=UTC)
+    recorded = [str(tmp_path / "a.example.com-20261204.180005.tar.zst")]
+    found = unrecorded_archives(str(tmp_path), "a.example.com", since, recorded)
+    assert found == [str(tmp_path / "a.example.com-20261204.180000.tar.gz")]
+    assert unrecorded_archives(str(tmp_path / "gone"), "a.example.com", since, []) == []
