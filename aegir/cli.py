@@ -416,11 +416,15 @@ def backup_all(
     ignore_window: bool = typer.Option(False, "--ignore-window", help="Run now, even outside the backup window"),
     default_interval: str = typer.Option("1d", "--interval", help="Back up sites whose last backup is older"),
     platform: str | None = typer.Option(None, "--platform", help="Only the sites of this platform"),
+    parallel: int | None = typer.Option(
+        None, "--parallel", min=1, max=32, help="Site backups under way at once (default: twice the dump slots)"
+    ),
 ) -> None:
     """Back up every installed, enabled site that is due (oldest backup first), as the schedule does."""
 
     def run() -> None:
         params = {"default_interval": default_interval, "ignore_window": ignore_window, "dry_run": dry_run}
+        params["parallel"] = parallel
         params["platform"] = registry.load_platform(_store(), platform).name if platform else None
         rows = run_task_flow("flows.backup_all:backup_all", **params)
         for r in rows:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from prefect import get_run_logger
 from prefect.states import Failed
+from pydantic import Field
 
 from aegir.backup_policy import BackupWindow
 from flows.backup_site import backup_site
@@ -30,6 +31,7 @@ def backup_all(
     platform: str | None = None,
     ignore_window: bool = False,
     dry_run: bool = False,
+    parallel: Annotated[int, Field(ge=1, le=32)] | None = None,
 ) -> Any:
     """Back up every installed and enabled site whose last backup is older than its interval, oldest first;
     each site's backup is its own backup-site run; one failed site does not stop the others.
@@ -43,21 +45,25 @@ def backup_all(
         platform: only the sites of this platform, e.g. @platform_d7 (default: every site)
         ignore_window: run now even outside the window
         dry_run: only list the sites that are due
+        parallel: how many site backups are under way at once (default: twice the db servers' dump slots
+            together: one dumping per slot while another starts or finishes); the dumps themselves never
+            exceed each db server's db_task_limit
     """
     logger = get_run_logger()
     # 1. Inside the backup window (server time zone as configured), unless told to ignore it.
     if not (ignore_window or window.contains(datetime.now(UTC))):
         logger.info("outside the backup window (%s): nothing to do", window.describe())
         return []
-    # 2. The sites that are due, oldest backup first, and how many may run at once (db servers' dump slots).
+    # 2. The sites that are due, oldest backup first, and the db servers' dump slots.
     plan = steps.find_due_sites(default_interval, platform)
     if dry_run or not plan["due"]:
         columns = ("site", "last_backup", "interval", "db_server")
         result_table("backup-all", plan["due"], columns, f"{len(plan['due'])} sites due for a backup")
         return plan["due"]
-    # 3. Each due site backed up (a backup-site run each), at most that many at once.
+    # 3. Each due site backed up (a backup-site run each), `parallel` under way at once, each dump in a db slot.
     sites = [d["site"] for d in plan["due"]]
-    results = fan_out("backup-site", sites, partial(_back_up, compression), plan["parallel"], None, "backup-all")
+    width = parallel or 2 * plan["slots"]
+    results = fan_out("backup-site", sites, partial(_back_up, compression), width, None, "backup-all")
     # 4. The summary (site, result, size, duration); the run fails if any site failed.
     failed = [r["site"] for r in results if r["result"] != "ok"]
     summary = f"{len(results) - len(failed)} of {len(results)} sites backed up" + (

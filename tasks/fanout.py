@@ -19,7 +19,12 @@ SiteRun = Callable[[str], dict[str, Any]]
 
 @task(name="site-task", task_run_name="{label} {site}", cache_policy=NO_CACHE)
 def run_for_site(label: str, site: str, run: SiteRun) -> dict[str, Any]:
-    """``run(site)`` (a task flow); its failure becomes this site's result."""
+    """``run(site)`` (a task flow); its failure becomes this site's result.
+
+    This task run around each subflow is needed: a subflow called from a task gets a random key for its
+    tracking task run, while subflows called from threads of the flow itself share the flow's counter of
+    keys, unlocked — two sites could get the same key, and Prefect would then hand the second site the
+    first one's subflow run instead of running it."""
     start = time.monotonic()
     try:
         outcome = {"result": "ok", **run(site)}

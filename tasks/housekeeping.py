@@ -37,8 +37,8 @@ def _sites() -> list[SiteContext]:
 @step("due-sites")
 def find_due_sites(default_interval: str, platform: str | None = None) -> dict[str, Any]:
     """Installed (and enabled) sites whose newest backup is older than their interval — the site's own
-    ``backup_interval``, else ``default_interval``; "off": never —, oldest backup first; and how many may run
-    at once: the dump slots of their db servers together. Only the sites of ``platform`` when given."""
+    ``backup_interval``, else ``default_interval``; "off": never —, oldest backup first; and the dump slots of
+    their db servers together. Only the sites of ``platform`` when given."""
     try:
         default = parse_duration(default_interval)
     except ValueError as e:
@@ -61,7 +61,7 @@ def find_due_sites(default_interval: str, platform: str | None = None) -> dict[s
         last = d.last_backup.isoformat(timespec="seconds") if d.last_backup else None
         due.append({"site": d.name, "last_backup": last, "interval": format_duration(d.interval), "db_server": server})
     get_run_logger().info("%d sites due for a backup", len(due))
-    return {"due": due, "parallel": sum(slots.values())}
+    return {"due": due, "slots": sum(slots.values())}
 
 
 @step("plan-purge")

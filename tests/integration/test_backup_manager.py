@@ -38,6 +38,17 @@ def latest_table(api_url: str, key: str) -> list[dict]:
     return json.loads(data) if isinstance(data, str) else data
 
 
+def site_runs(api_url: str, flow_run_name: str) -> list[tuple[datetime, datetime]]:
+    """(start, end) of each subflow run of the newest run of that name."""
+
+    def runs(body: dict) -> list[dict]:
+        return httpx.post(f"{api_url}/flow_runs/filter", json=body, timeout=10).raise_for_status().json()
+
+    parent = runs({"flow_runs": {"name": {"any_": [flow_run_name]}}, "sort": "START_TIME_DESC", "limit": 1})[0]
+    children = runs({"flow_runs": {"parent_flow_run_id": {"any_": [parent["id"]]}}})
+    return [(datetime.fromisoformat(c["start_time"]), datetime.fromisoformat(c["end_time"])) for c in children]
+
+
 def named_site(hosting: Hosting, platform: str, first: str) -> str:
     """A site whose name sorts by ``first`` (a, b, c…): the order backup-all and migrate-platform go in."""
     name = f"@{first}{unique('')}.example.test"
@@ -108,9 +119,17 @@ def test_backup_all_backs_up_due_sites_oldest_first_and_a_failure_does_not_stop_
     assert not closed.contains(now) and backup_all(window=closed, platform=platform) == []
     assert len(hosting.load_site(never).backups) == 0
 
-    # the real run: the broken site fails, the others are backed up; exit code 1 naming it
-    done = aegir(prefect_api.env, "backup-all", "--ignore-window", f"--platform={platform}")
+    # a bad width is refused naming it, before anything runs
+    bad = aegir(prefect_api.env, "backup-all", "--ignore-window", f"--platform={platform}", "--parallel=0")
+    assert bad.returncode == 2 and "--parallel" in bad.stderr, bad.stderr
+    assert len(hosting.load_site(never).backups) == 0
+
+    # the real run, the three site backups under way at once: the broken site fails, the others are backed
+    # up; exit code 1 naming it
+    done = aegir(prefect_api.env, "backup-all", "--ignore-window", f"--platform={platform}", "--parallel=3")
     assert done.returncode == 1 and broken in done.stderr, (done.stdout, done.stderr)
+    spans = site_runs(prefect_api.url, "backup-all")
+    assert len(spans) == 3 and max(s for s, _ in spans) < min(e for _, e in spans), spans  # all three at once
     for name in (never, stale):
         newest = hosting.load_site(name).backups[0]
         assert newest["reason"] == "Automated backup" and Path(newest["file"]).is_file()
