@@ -17,22 +17,24 @@ sites' ``backups`` lists cleared and their archives deleted before every run):
   time of this process (Prefect engine and flows), its children (mysqldump, gzip, tar), the Prefect server and
   MariaDB, and the machine's busy CPU share over the run;
 * raw: for each of the same sites ``mysqldump --single-transaction --quick --hex-blob DB | gzip`` + ``tar -czf``
-  of its site dir, under ``xargs -P <parallel>`` (the same parallelism: the db server's db_task_limit).
+  of its site dir, under ``xargs -P <db_task_limit>`` (as many dumps at once as ours).
 
 Before the rounds, --solo times each: an empty flow run, with and without Prefect's flow-run heartbeats; a
 backup-site flow run alone, with and without heartbeats (each a different site; with them, the median gives
-the "ideal from one site", N × solo / parallel); the data path alone, outside Prefect (``create_archive`` with
-our dump, as backup-archive calls it) and the raw per-site pipeline. After the rounds, the task runs of every
-backup-site subflow of the last full run are read from the Prefect API (where the time goes), and two
-diagnostic runs over the --small sites: ``db_task_limit`` raised to --wide (a wider fan-out, as many db slots),
-and heartbeats off in this process. Every run also counts this process's API requests (by endpoint and
-status: the SQLite-backed server's 503 "busy" answers) and the back-off Prefect's client slept. A run with a
-failed site stops the benchmark (its timing would mean nothing).
+the "ideal from one site", N × solo / db_task_limit); the data path alone, outside Prefect (``create_archive``
+with our dump, as backup-archive calls it) and the raw per-site pipeline; all that after one untimed
+backup-all run over the --small sites (unless --no-warmup): the first run after the setup pays once for what
+later runs find ready. After the rounds, the task runs of every backup-site subflow of the last full run are
+read from the Prefect API (where the time goes), and diagnostic runs over the --small sites: backup-all's
+``parallel`` set to each of --widths (other fan-out widths, the same db slots), and heartbeats off in this
+process. Every run also counts this process's API requests (by endpoint and status: the SQLite-backed
+server's 503 "busy" answers) and the back-off Prefect's client slept. A run with a failed site stops the
+benchmark (its timing would mean nothing).
 
 Writes the section between ``<!-- backup-all:start -->`` and ``<!-- backup-all:end -->`` of docs/benchmarks.md.
 
-    .venv/bin/python bench/backup_all.py [--sites 200] [--small 50] [--rounds 2] [--solo 5] [--wide 4]
-        [--note TEXT] [--save FILE | --load FILE]
+    .venv/bin/python bench/backup_all.py [--sites 200] [--small 50] [--rounds 3] [--solo 5] [--widths 2,8]
+        [--postgres] [--note TEXT] [--save FILE | --load FILE]
 """
 
 from __future__ import annotations
@@ -63,10 +65,11 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.report import root_db, sh, start_prefect, write_section  # noqa: E402 (the repo root is on the path only now)
+from bench.report import postgres_database, root_db, sh, start_prefect, write_section  # noqa: E402 (the repo root is on the path only now)
 
 AEGIR = str(Path(sys.executable).with_name("aegir"))
 TICK = os.sysconf("SC_CLK_TCK")
+CPU_PARTS = ("self", "children", "server", "mariadb")  # PostgreSQL's backends come and go: in "machine" only
 
 
 def median(values: list[float]) -> float:
@@ -117,7 +120,7 @@ def cpu_snapshot(server_pgrp: int) -> dict[str, float]:
 
 
 def cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    used = {k: after[k] - before[k] for k in ("self", "children", "server", "mariadb")}
+    used = {k: after[k] - before[k] for k in CPU_PARTS}
     total = after["all"] - before["all"]
     used["machine"] = total - (after["idle"] - before["idle"])  # busy CPU seconds, every process
     used["busy_share"] = 1 - (after["idle"] - before["idle"]) / total if total else float("nan")
@@ -314,10 +317,19 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sites", type=int, default=200)
     parser.add_argument("--small", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--solo", type=int, default=5, help="backup-site flows alone (and data paths) timed")
     parser.add_argument(
-        "--wide", type=int, default=4, help="also one run of all sites with this db_task_limit (0: none)"
+        "--widths",
+        type=lambda v: [int(w) for w in v.split(",") if w],
+        default=[2, 8],
+        help="also one run of the smaller set with each of these backup-all `parallel` values (comma-separated)",
+    )
+    parser.add_argument(
+        "--postgres", action="store_true", help="the Prefect server on a fresh database of the machine's PostgreSQL"
+    )
+    parser.add_argument(
+        "--no-warmup", dest="warmup", action="store_false", help="no untimed backup-all run before the rounds"
     )
     parser.add_argument("--note", default="", help="a sentence on the conditions of the run, for the report")
     parser.add_argument("--save", help="also write the measurements to this JSON file")
@@ -330,20 +342,23 @@ def main() -> None:
     assert 1 < args.small < args.sites and 2 + 2 * args.solo <= args.sites
 
     home = Path(tempfile.mkdtemp(prefix="aegir-bench-backup-all-"))
-    env = start_prefect(home)
-    api = os.environ["PREFECT_API_URL"]
-    server_pgrp = int((home / "prefect" / "aegir-server.pid").read_text().strip())
-    load = [os.getloadavg()[0]]
-    try:
-        results = run(api, args, home, server_pgrp)
-    finally:
-        with contextlib.suppress(Exception):
-            from prefect.logging.handlers import APILogWorker
+    with contextlib.ExitStack() as stack:
+        database = stack.enter_context(postgres_database("aegir_bench")) if args.postgres else None
+        env = start_prefect(home, database)
+        api = os.environ["PREFECT_API_URL"]
+        server_pgrp = int((home / "prefect" / "aegir-server.pid").read_text().strip())
+        load = [os.getloadavg()[0]]
+        try:
+            results = run(api, args, home, server_pgrp)
+        finally:
+            with contextlib.suppress(Exception):
+                from prefect.logging.handlers import APILogWorker
 
-            APILogWorker.drain_all(timeout=5)  # the flow runs' last logs, before the server stops
-        subprocess.run([AEGIR, "server", "stop"], env=env, capture_output=True)
-        shutil.rmtree(home, ignore_errors=True)
-    results.update(load=[*load, os.getloadavg()[0]], note=args.note)
+                APILogWorker.drain_all(timeout=5)  # the flow runs' last logs, before the server stops
+            subprocess.run([AEGIR, "server", "stop"], env=env, capture_output=True)
+            shutil.rmtree(home, ignore_errors=True)
+    database_kind = "PostgreSQL" if args.postgres else "SQLite"
+    results.update(load=[*load, os.getloadavg()[0]], note=args.note, database=database_kind)
     if args.save:
         Path(args.save).write_text(json.dumps(results, indent=1))
     write_report(results)
@@ -491,6 +506,16 @@ def run(api: str, args: argparse.Namespace, home: Path, server_pgrp: int) -> dic
             cur.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", (tpl.db_name,))
             tables = int(cur.fetchone()[0])
 
+        # one untimed backup-all run first: the first run after the setup pays once for what later runs find
+        # ready (the flows and their task keys registered, the server's services catching up with the setup)
+        warmup = None
+        if args.warmup:
+            start = time.perf_counter()
+            state = backup_all(ignore_window=True, platform=plat_a, return_state=True)
+            assert state.is_completed(), state.message
+            warmup = time.perf_counter() - start
+            reset()
+            print(f"bench: warm-up run over {args.small} sites: {warmup:.1f} s", flush=True)
         counter = ApiCounter()
         counter.install()
         # alone: backup-site flows, our data path and the raw pipeline, --solo each (different sites)
@@ -543,11 +568,13 @@ def run(api: str, args: argparse.Namespace, home: Path, server_pgrp: int) -> dic
         reset()
         print("bench: alone: " + ", ".join(f"{k} {median(v):.2f}" for k, v in solo.items()), flush=True)
 
-        def ours(n: int, width: int) -> dict[str, Any]:
+        def ours(n: int, width: int | None = None) -> dict[str, Any]:
+            """backup-all over n sites; ``width``: its ``parallel`` (default: its own, twice the dump slots)."""
             reset()
             before, calls = cpu_snapshot(server_pgrp), counter.snapshot()
             start = time.perf_counter()
-            state = backup_all(ignore_window=True, platform=plat_a if n == args.small else None, return_state=True)
+            only = plat_a if n == args.small else None
+            state = backup_all(ignore_window=True, platform=only, parallel=width, return_state=True)
             wall = time.perf_counter() - start
             cpu = cpu_used(before, cpu_snapshot(server_pgrp))
             api_use = ApiCounter.since(calls, counter.snapshot())
@@ -560,7 +587,7 @@ def run(api: str, args: argparse.Namespace, home: Path, server_pgrp: int) -> dic
                 raise RuntimeError(f"backup-all: {len(failed)} of {n} sites failed, e.g. {errors}")
             return {
                 "wall": wall,
-                "parallel": width,
+                "width": width or 2 * parallel,
                 "state": state.type.value,
                 "failures": len(failed),
                 "errors": [f"{r['site']}: {r.get('error')}" for r in failed[:5]],
@@ -609,9 +636,9 @@ def run(api: str, args: argparse.Namespace, home: Path, server_pgrp: int) -> dic
             measured: dict[str, Any] = {}
             for n in sizes:
                 if r % 2 == 0:
-                    o, w = ours(n, parallel), raw(n, parallel)
+                    o, w = ours(n), raw(n, parallel)
                 else:
-                    w, o = raw(n, parallel), ours(n, parallel)
+                    w, o = raw(n, parallel), ours(n)
                 measured[str(n)] = {"ours": o, "raw": w}
                 show(f"round {r + 1}, {n} sites", o, w)
             rounds.append(measured)
@@ -619,21 +646,17 @@ def run(api: str, args: argparse.Namespace, home: Path, server_pgrp: int) -> dic
         last_full = next(r[str(args.sites)]["ours"]["flow_run"] for r in reversed(rounds))
         profile = flow_profile(api, last_full, parallel)
         print(f"bench: profile of the last {args.sites}-site run: {json.dumps(profile)}", flush=True)
-        # diagnostics, on the smaller set: a wider fan-out (and as many db slots), and Prefect's flow-run
-        # heartbeats off in this process (every flow run's end waits for its heartbeat thread's 1 s sleep)
+        # diagnostics, on the smaller set: other fan-out widths (backup-all's `parallel`; the db slots stay 2),
+        # and Prefect's flow-run heartbeats off in this process (every flow run's end waits for its heartbeat
+        # thread's 1 s sleep)
         diagnostics: list[dict[str, Any]] = []
-        if args.wide:
-            registry.save(store, hosting.server, None, {"db_task_limit": args.wide})
-            try:
-                wide = {"ours": ours(args.small, args.wide), "raw": raw(args.small, args.wide)}
-            finally:
-                registry.save(store, hosting.server, None, {"db_task_limit": parallel})
-            diagnostics.append({"label": f"db_task_limit {args.wide}", **wide})
+        for width in args.widths:
+            diagnostics.append({"label": f"parallel {width}", "ours": ours(args.small, width)})
         with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-            diagnostics.append({"label": "flow-run heartbeats off", "ours": ours(args.small, parallel)})
+            diagnostics.append({"label": "flow-run heartbeats off", "ours": ours(args.small)})
         for d in diagnostics:
             show(f"{d['label']}, {args.small} sites", d["ours"], d.get("raw") or {"wall": float("nan")})
-            d["profile"] = flow_profile(api, d["ours"]["flow_run"], d["ours"]["parallel"])
+            d["profile"] = flow_profile(api, d["ours"]["flow_run"], parallel)
             print(f"bench: profile: {json.dumps(d['profile'])}", flush=True)
         with contextlib.suppress(Exception):  # the archives go with the web server's dir anyway
             reset()
@@ -643,6 +666,7 @@ def run(api: str, args: argparse.Namespace, home: Path, server_pgrp: int) -> dic
         "parallel": parallel,
         "rounds": rounds,
         "diagnostics": diagnostics,
+        "warmup": warmup,
         "solo": dict(solo),
         "profile": profile,
         "site_kb": site_kb,
@@ -668,9 +692,10 @@ def raw_one(db: str, site_dir: Any, out: Any, quote: bool = True) -> str:
 # ---------------------------------------------------------------------------------------------------------
 NOTES = """\
 Setup: one verified server (the real MariaDB, a private nginx + php-fpm, the drush stand-in; `db_task_limit`
-at its default, 2, so backup-all runs 2 backup-site subflows at once, each dump holding one of the 2 slots of
-the `db-<server>` global concurrency limit) on a private Prefect server (`aegir server start`: SQLite), and
-two verified sample `d7` platforms. One site installed for real (install-site); the others are copies of it
+at its default, 2: each dump and archive holds one of the 2 slots of the `db-<server>` global concurrency
+limit, and backup-all keeps twice that many backup-site subflows under way) on a private Prefect server
+(`aegir server start`, on a fresh database of the machine's PostgreSQL with --postgres, else SQLite), and two
+verified sample `d7` platforms. One site installed for real (install-site); the others are copies of it
 made outside the product (site dir by `cp -a`, its uri in settings.php; a database per copy from the
 template's dump; a user per copy with its own password and grant hosts; the credentials file as deploy writes
 it; the site block saved installed). The smaller run is the sites of one platform
@@ -688,7 +713,17 @@ def _med(rounds: list[dict[str, Any]], n: int, side: str, key: str = "wall") -> 
 
 def _cpu(o: dict[str, Any]) -> float:
     """CPU seconds of our side of a run: this process (engine, flows), its children, the Prefect server, MariaDB."""
-    return sum(o["cpu"][k] for k in ("self", "children", "server", "mariadb"))
+    return sum(o["cpu"].get(k, 0.0) for k in CPU_PARTS)
+
+
+def quarters(seconds: list[float]) -> list[float]:
+    """The median of each quarter of a list (a run's per-site times in the order the sites finished)."""
+    q = max(1, len(seconds) // 4)
+    return [median(seconds[i * q : (i + 1) * q]) for i in range(4)]
+
+
+def _server_per_site(rounds: list[dict[str, Any]], n: int) -> float:
+    return median([r[str(n)]["ours"]["cpu"]["server"] / n for r in rounds])
 
 
 def _cpu_per_site(rounds: list[dict[str, Any]], n: int) -> float:
@@ -709,62 +744,53 @@ def _busy(o: dict[str, Any]) -> str:
 
 
 def where_time_goes(results: dict[str, Any]) -> str:
-    p, n, par = results["profile"], results["sites"], results["parallel"]
+    p, n, slots = results["profile"], results["sites"], results["parallel"]
     tasks, solo = p["tasks"], results["solo"]
     last = [r[str(n)]["ours"] for r in results["rounds"]][-1]
-    cpu, api_use = last["cpu"], last["api"]
-    top = sorted(api_use["by_endpoint"].items(), key=lambda kv: -kv[1])[:5]
+    cpu, api_use, width = last["cpu"], last["api"], last.get("width", slots)
+    top = sorted(api_use["by_endpoint"].items(), key=lambda kv: -kv[1])[:6]
     busy = {k: v for k, v in api_use["failed"].items() if k.split()[0] in ("429", "502", "503")}
     seconds = sorted(last["seconds"])
-    fast = seconds[len(seconds) // 10]
     text = (
         f"In the last {n}-site run (task-run times from the Prefect API), a site took a median "
         f"{p['site_task']:.2f} s in backup-all's site-task: {p['subflow']:.2f} s the backup-site subflow run and "
         f"{p['site_task_outside_subflow']:.2f} s creating and finishing that subflow run in the parent. Inside "
         f"the subflow the task runs take {p['in_tasks']:.2f} s (load-site {tasks.get('load-site', 0):.2f}, "
-        f"backup-archive {tasks.get('backup-archive', 0):.2f} — the dump and the archive, holding a db slot —, "
-        f"record-backup {tasks.get('record-backup', 0):.2f}); before the first task run (the site lock, the "
-        f"journal written to the site block) {p['before_tasks']:.2f} s, between the task runs "
-        f"{p['between_tasks']:.2f} s, after the last one {p['after_tasks']:.2f} s. On top of that every flow "
-        "run (top-level or subflow) pays for Prefect's heartbeat thread: it sleeps in 1 s steps "
-        "(`PREFECT_FLOWS_HEARTBEAT_FREQUENCY`, default 180 s) and the run's end joins it, so a flow run's "
-        f"length is rounded up to whole seconds. Measured here: an empty flow run takes "
-        f"{median(solo['empty_flow']):.2f} s, {median(solo['empty_flow_no_heartbeat']):.2f} s with heartbeats "
-        f"off; a backup-site flow run alone {median(solo['flow']):.2f} s ("
-        + ", ".join(f"{x:.2f}" for x in solo["flow"])
-        + f"), {median(solo['flow_no_heartbeat']):.2f} s with heartbeats off ("
-        + ", ".join(f"{x:.2f}" for x in solo["flow_no_heartbeat"])
-        + "). The data path alone, outside Prefect (`create_archive` with our dump, as backup-archive calls "
-        f"it), takes {median(solo['data']):.3f} s a site and the raw pipeline {median(solo['raw']):.3f} s: "
-        f"about {median(solo['data']) / p['site_task']:.0%} of a site's time is the backup itself; the rest is "
-        f"per-flow-run work. The {par} workers were busy {p['concurrency']:.2f} at once on average over the "
-        f"fan-out ({p['fan_out']:.0f} s; due-sites {p['due_sites']:.2f} s, before the first site "
-        f"{p['lead']:.2f} s, after the last {p['tail']:.2f} s), the {par} db slots only {p['slot_busy']:.0%} of "
-        f"it (Σ backup-archive / ({par} × fan-out)): the fan-out width (set to the slot count) bounds the run, "
-        f"not the dumps. The sites' times are skewed: a tenth of them took ≤ {fast:.2f} s, the median "
-        f"{median(seconds):.2f} s, the slowest {seconds[-1]:.1f} s — the slow ones waited out back-offs after "
-        '"busy" answers of the SQLite-backed Prefect server (503 = SQLite locked; Prefect\'s client retries '
-        "after ~2 s, doubling, the block store after 0.2 s, 0.5 s, …): "
-        f"{sum(busy.values())} in that run ("
-        + ", ".join(f"{v}× {_who(k)}" for k, v in sorted(busy.items(), key=lambda kv: -kv[1])[:4])
-        + f"), Prefect's client sleeping {api_use['prefect_client_backoff_s']:.0f} s in its back-offs"
-        + f". CPU in that run ({last['wall']:.0f} s wall; per site {_cpu(last) / n:.2f} CPU s, of which "
-        f"{cpu['children'] / n:.3f} in mysqldump, gzip and tar): this process (Prefect engine, the flows) "
-        f"{cpu['self']:.0f} s, its children (mysqldump, gzip, tar) {cpu['children']:.1f} s, the Prefect server "
-        f"{cpu['server']:.0f} s, MariaDB {cpu['mariadb']:.1f} s; the machine was busy "
-        f"{cpu['busy_share']:.0%} of its {results['cpus']} CPUs ({cpu.get('machine', float('nan')):.0f} CPU s, "
-        f"{cpu.get('machine', float('nan')) - cpu['self'] - cpu['children'] - cpu['server'] - cpu['mariadb']:.0f}"
-        f" of them other processes: other work on the machine). This process sent {api_use['requests']} API "
-        f"requests ({api_use['requests'] / n:.0f} a site; one backup-site flow run alone: "
-        f"{median(solo.get('requests', [float('nan')])):.0f}); most: " + ", ".join(f"`{k}` {v}" for k, v in top) + "."
+        f"backup-archive {tasks.get('backup-archive', 0):.2f} — waiting for a db slot, then the dump and the "
+        f"archive —, record-backup {tasks.get('record-backup', 0):.2f}); before the first task run (the site "
+        f"lock, the journal) {p['before_tasks']:.2f} s, between the task runs {p['between_tasks']:.2f} s, after "
+        f"the last one {p['after_tasks']:.2f} s. The sites' times: a tenth ≤ {seconds[len(seconds) // 10]:.2f} "
+        f"s, the median {median(seconds):.2f} s, the slowest {seconds[-1]:.1f} s. The data path alone, outside "
+        f"Prefect (`create_archive` with our dump, as backup-archive calls it), takes "
+        f"{median(solo['data']):.3f} s a site and the raw pipeline {median(solo['raw']):.3f} s; the rest of a "
+        f"site's time is Prefect's work for its runs. {width} site backups were under way at once "
+        f"({p['concurrency']:.2f} on average over the fan-out of {p['fan_out']:.0f} s); the {slots} db slots were "
+        f"held {p['slot_busy']:.0%} of it (Σ backup-archive / ({slots} × fan-out), waits included). "
+        f"What bounds the run is the Prefect server: it answers from one Python process (one CPU at most), and "
+        f"it used {cpu['server']:.0f} CPU s in that {last['wall']:.0f} s run ({cpu['server'] / last['wall']:.0%} "
+        f"of one CPU; {cpu['server'] / n:.2f} CPU s a site), against {cpu['self'] / n:.2f} CPU s a site in this "
+        f"process (Prefect's engine and our flows) and {cpu['children'] / n:.3f} in mysqldump, gzip and tar; "
+        f"the machine was busy {cpu['busy_share']:.0%} of its {results['cpus']} CPUs. This process sent "
+        f"{api_use['requests']} API requests ({api_use['requests'] / n:.0f} a site; one backup-site flow run "
+        f"alone: {median(solo.get('requests', [float('nan')])):.0f}); most: "
+        + ", ".join(f"`{k}` {v}" for k, v in top)
+        + ". What each costs the server is measured on its own in the next section (`bench/api_costs.py`): a "
+        "context read ~30 ms of its CPU, a write ~40 ms, a task run ~45 ms, a flow run ~150–260 ms. Every flow "
+        "run also ends by "
+        "joining Prefect's heartbeat thread, which sleeps in 1 s steps, so a flow run's length is rounded up to "
+        f"whole seconds: an empty flow run takes {median(solo['empty_flow']):.2f} s, "
+        f"{median(solo['empty_flow_no_heartbeat']):.2f} s with heartbeats off; a backup-site flow run alone "
+        f"{median(solo['flow']):.2f} s, {median(solo['flow_no_heartbeat']):.2f} s with heartbeats off."
     )
+    if busy:
+        text += (
+            f' The server answered "busy" {sum(busy.values())} times (503: SQLite locked; '
+            + ", ".join(f"{v}× {_who(k)}" for k, v in sorted(busy.items(), key=lambda kv: -kv[1])[:4])
+            + f"), Prefect's client sleeping {api_use['prefect_client_backoff_s']:.0f} s in its back-offs."
+        )
     lines = api_use.get("log_lines", {})
     if lines.get("waiting:"):
-        text += (
-            f' {lines["waiting:"]} site-lock waits were logged ("waiting: … is busy with another task", though '
-            f"no other task ran on these sites: the lock's first 0.5 s try timed out on a slow API) and "
-            f"{lines.get('failed to process item', 0)} Prefect slot-acquisition timeouts (logged as ERROR)."
-        )
+        text += f' {lines["waiting:"]} site-lock waits were logged ("waiting: …").'
     return text
 
 
@@ -772,7 +798,8 @@ def diagnostic_row(d: dict[str, Any], small: int, base: float) -> str:
     o, prof = d["ours"], d["profile"]
     raw = f"{d['raw']['wall']:.2f}" if d.get("raw") else ""
     return (
-        f"| {d['label']} | {small} | {o['parallel']} | {o['wall']:.1f} ({o['wall'] / base:.2f}×) | {raw} | "
+        f"| {d['label']} | {small} | {o.get('width', o.get('parallel'))} | {o['wall']:.1f} ({o['wall'] / base:.2f}×) | "
+        f"{raw} | "
         f"{prof['site_task']:.2f} | {prof['subflow']:.2f} | {prof['concurrency']:.2f} | {_busy(o)} | "
         f"{o['cpu']['busy_share']:.0%} | {o['failures']} |"
     )
@@ -789,7 +816,8 @@ def write_report(results: dict[str, Any]) -> None:
         fails = sum(r[str(size)]["ours"]["failures"] for r in rounds)
         rows.append(
             f"| {size} | {ours:.1f} | {raw:.2f} | {ours / raw:.0f}× | {ideal:.1f} | {ours / ideal:.2f}× | "
-            f"{ours / size:.3f} | {raw / size:.4f} | {secs:.2f} | {_cpu_per_site(rounds, size):.2f} | {fails} |"
+            f"{ours / size:.3f} | {raw / size:.4f} | {secs:.2f} | {_cpu_per_site(rounds, size):.2f} | "
+            f"{_server_per_site(rounds, size):.2f} | {fails} |"
         )
     per_round = [
         f"| {i + 1} | {size} | {r[str(size)]['ours']['wall']:.1f} | {r[str(size)]['raw']['wall']:.2f} | "
@@ -813,21 +841,32 @@ def write_report(results: dict[str, Any]) -> None:
         conditions += ("; " if conditions else "") + results["note"]
     solo_data = results["solo"]
     p = results["profile"]
+    width = rounds[-1][str(n)]["ours"].get("width", par)
+    server_small, server_full = _server_per_site(rounds, small), _server_per_site(rounds, n)
     lines = [
         "## backup-all over many small sites (`bench/backup_all.py`)",
         "",
         f"{n} small Drupal 7 sites on one server (each: {results['tables']} tables, a "
         f"{results['dump_bytes'] / 1024:.0f} KiB dump, a {results['site_kb']} KiB site dir; our archive "
-        f"{median(sizes) / 1024:.1f} KiB), backed up by backup-all with the default `db_task_limit` {par} "
-        f"({par} at once); {small} of them (one platform) for the smaller run. Median of {len(rounds)} rounds, "
+        f"{median(sizes) / 1024:.1f} KiB), backed up by backup-all with its defaults: `db_task_limit` {par} (dumps "
+        f"at once) and `parallel` {width} (site backups under way at once); the Prefect server on "
+        f"{results.get('database', 'SQLite')}; {small} of them (one platform) for the smaller run. Median of "
+        f"{len(rounds)} rounds"
+        + (
+            f" after an untimed warm-up run over the {small} ({results['warmup']:.1f} s)"
+            if results.get("warmup")
+            else ""
+        )
+        + ", "
         f"the order of the two sizes and of ours and raw flipped every round; {results['date']}, "
         f"{results['cpus']} CPUs" + (f" ({conditions})" if conditions else "") + ". One backup-site flow run "
         f"alone: {solo:.2f} s (median of {len(solo_data['flow'])}, each a different site).",
         "",
         f"| sites | ours wall (s) | raw `xargs -P {par}` (s) | ours / raw | ideal from one site, N × {solo:.2f} s"
         f" / {par} (s) | ours / ideal | ours per site (s) | raw per site (s) | backup-site per site, median "
-        "`seconds` (s) | CPU s per site (ours: engine, children, Prefect server, MariaDB) | failures |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "`seconds` (s) | CPU s per site (ours: engine, children, Prefect server, MariaDB) | of which the Prefect "
+        "server | failures |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *rows,
         "",
         f"Growth {small} → {n} sites: ours {growth:.2f}× the wall time for {linear:.1f}× the sites ({verdict} "
@@ -835,19 +874,23 @@ def write_report(results: dict[str, Any]) -> None:
         f"{_med(rounds, small, 'ours') / small:.3f} s → {_med(rounds, n, 'ours') / n:.3f} s a site; raw "
         f"{raw_growth:.2f}×; our CPU seconds "
         f"{cpu_small:.2f} → {cpu_full:.2f} a site ({cpu_full / cpu_small:.2f}× per site; CPU time is less "
-        "sensitive than wall time to what else runs on the machine). In the last run, on average "
-        f"{p['subflow_sum'] / p['fan_out']:.2f} backup-site subflow runs were in progress at once (of {par} "
-        "workers): the rest of the workers' time went to creating and finishing them.",
+        "sensitive than wall time to what else runs on the machine), the Prefect server's "
+        f"{server_small:.2f} → {server_full:.2f} ({server_full / server_small:.2f}×). In the last run, on average "
+        f"{p['subflow_sum'] / p['fan_out']:.2f} backup-site subflow runs were in progress at once (of {width} "
+        "under way): the rest of the time went to creating and finishing them. Nothing in a run slows its later "
+        f"sites: a site's median time by quarter of each {n}-site run (in the order they finished) was "
+        + "; ".join(", ".join(f"{q:.2f}" for q in quarters(r[str(n)]["ours"]["seconds"])) + " s" for r in rounds)
+        + ".",
         "",
         "| round | sites | ours wall (s) | raw wall (s) | ours per site (s) | busy answers (Prefect client "
         "back-off) | machine busy | failures |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
         *per_round,
         "",
-        f"Diagnostic runs, once each on the {small}-site set, against its median above ({base:.1f} s): a wider "
-        f"fan-out (`db_task_limit` raised, so as many subflows at once and as many db slots), and Prefect's "
-        "flow-run heartbeats off in this process (`PREFECT_FLOWS_HEARTBEAT_FREQUENCY` unset; they detect crashed "
-        "runs, so this is a measurement, not a setting we recommend):",
+        f"Diagnostic runs, once each on the {small}-site set, against its median above ({base:.1f} s): other "
+        f"fan-out widths (backup-all's `parallel`; the db slots stay {par}), and Prefect's flow-run heartbeats "
+        "off in this process (`PREFECT_FLOWS_HEARTBEAT_FREQUENCY` unset; they detect crashed runs, so this is a "
+        "measurement, not a setting we recommend):",
         "",
         "| run | sites | at once | ours wall (s) | raw (s) | site-task median (s) | subflow median (s) | "
         "busy at once (avg) | busy answers (back-off) | machine busy | failures |",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pymysql
@@ -27,15 +30,18 @@ def write_section(name: str, lines: list[str]) -> None:
     print(section)
 
 
-def start_prefect(home: Path) -> dict[str, str]:
-    """A private Prefect server (``aegir server start`` on a free port, state under ``home``), set in this
-    process's environment; returns the environment to stop it with (``aegir server stop``)."""
+def start_prefect(home: Path, database_url: str | None = None) -> dict[str, str]:
+    """A private Prefect server (``aegir server start`` on a free port, state under ``home``; its database
+    SQLite, or ``database_url``), set in this process's environment; returns the environment to stop it with
+    (``aegir server stop``)."""
     aegir = str(Path(sys.executable).with_name("aegir"))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(PREFECT_HOME=str(home / "prefect"), AEGIR_ROOT=str(home / "aegir"))
+    if database_url:
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
     subprocess.run([aegir, "server", "start", "--port", str(port)], env=env, check=True, capture_output=True)
     os.environ.update(PREFECT_HOME=env["PREFECT_HOME"], PREFECT_API_URL=f"http://127.0.0.1:{port}/api")
     return env
@@ -52,3 +58,16 @@ def sh(script: str) -> str:
 def root_db() -> pymysql.connections.Connection:
     """root on the machine's MariaDB (127.0.0.1, no password)."""
     return pymysql.connect(host="127.0.0.1", user="root", password="", autocommit=True)
+
+
+@contextlib.contextmanager
+def postgres_database(prefix: str) -> Iterator[str]:
+    """A fresh database on the machine's PostgreSQL (127.0.0.1:5432, user postgres, trust), dropped after;
+    yields its asyncpg URL for a Prefect server."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    psql = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-c"]
+    subprocess.run([*psql, f"CREATE DATABASE {name}"], check=True, capture_output=True)
+    try:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        subprocess.run([*psql, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], capture_output=True)

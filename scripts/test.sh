@@ -9,13 +9,13 @@ scripts/setup.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 
-# shard 2: the long crash, migrate and fault-injection suites
-SHARD2=(tests/integration/test_crash_resume.py tests/integration/test_migrate.py
-        tests/integration/test_migrate_faults.py tests/integration/test_compare.py)
+# shard 2: the long crash and migrate suites
+SHARD2=(tests/integration/test_crash_resume.py tests/integration/test_migrate.py tests/integration/test_compare.py)
 # shard 3: the suites that bring their own infrastructure (a Prefect server on PostgreSQL and a worker; hosts
-# in network namespaces) and the backup manager
+# in network namespaces), the backup manager and migrate's fault injection
 SHARD3=(tests/integration/test_deployments.py tests/integration/test_remote_hosts.py
-        tests/integration/test_hosts.py tests/integration/test_backup_manager.py)
+        tests/integration/test_hosts.py tests/integration/test_backup_manager.py
+        tests/integration/test_migrate_faults.py)
 deselect=()
 for f in "${SHARD2[@]}" "${SHARD3[@]}"; do deselect+=(--deselect "$f"); done
 
