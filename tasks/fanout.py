@@ -44,6 +44,7 @@ def fan_out(
 ) -> list[dict[str, Any]]:
     """``run`` for each site, ``parallel`` at once, in the given order; sites not started because ``halt``
     said so get result "not started". Progress (share of sites done) in a progress artifact."""
+    logger = get_run_logger()
     results: list[dict[str, Any]] = []
     pending = list(sites)
     progress = create_progress_artifact(0.0, key=progress_key, description=f"{label}: {len(sites)} sites")
@@ -53,6 +54,9 @@ def fan_out(
             while pending and len(running) < max(1, parallel) and not (halt and halt(results)):
                 site = pending.pop(0)
                 running.add(pool.submit(contextvars.copy_context().run, run_for_site, label, site, run))
+                logger.info(
+                    "%s %s started: %d under way, %d of %d done", label, site, len(running), len(results), len(sites)
+                )
             if not running:
                 break
             done, running = wait(running, return_when=FIRST_COMPLETED)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,7 @@ import pytest
 
 from aegir import registry
 from aegir.backup_policy import BackupWindow
-from tests.integration.helpers import aegir, unique
+from tests.integration.helpers import aegir, flow_run_logs, unique
 from tests.integration.sites import Hosting, enable_d7_module, make_hosting
 from tests.integration.test_install_site import install
 from tests.support import mariadb
@@ -38,15 +39,15 @@ def latest_table(api_url: str, key: str) -> list[dict]:
     return json.loads(data) if isinstance(data, str) else data
 
 
-def site_runs(api_url: str, flow_run_name: str) -> list[tuple[datetime, datetime]]:
-    """(start, end) of each subflow run of the newest run of that name."""
-
-    def runs(body: dict) -> list[dict]:
-        return httpx.post(f"{api_url}/flow_runs/filter", json=body, timeout=10).raise_for_status().json()
-
-    parent = runs({"flow_runs": {"name": {"any_": [flow_run_name]}}, "sort": "START_TIME_DESC", "limit": 1})[0]
-    children = runs({"flow_runs": {"parent_flow_run_id": {"any_": [parent["id"]]}}})
-    return [(datetime.fromisoformat(c["start_time"]), datetime.fromisoformat(c["end_time"])) for c in children]
+def under_way(api_url: str, flow_run_name: str) -> dict[str, int]:
+    """Site -> how many site tasks were under way once it started, from the fan-out's log lines in the newest
+    flow run of that name. (Not the subflows' start times: on this SQLite-backed test server concurrent writes
+    get 503 "database is locked" and Prefect's client retries after 2 s, 4 s…, so subflows started together
+    may run one after another; see the README, "Runs at once need PostgreSQL".)"""
+    body = {"flow_runs": {"name": {"any_": [flow_run_name]}}, "sort": "START_TIME_DESC", "limit": 1}
+    parent = httpx.post(f"{api_url}/flow_runs/filter", json=body, timeout=10).raise_for_status().json()[0]
+    found = re.findall(r"^\S+ (@\S+) started: (\d+) under way", flow_run_logs(api_url, parent["id"]), re.M)
+    return {site: int(n) for site, n in found}
 
 
 def named_site(hosting: Hosting, platform: str, first: str) -> str:
@@ -124,12 +125,11 @@ def test_backup_all_backs_up_due_sites_oldest_first_and_a_failure_does_not_stop_
     assert bad.returncode == 2 and "--parallel" in bad.stderr, bad.stderr
     assert len(hosting.load_site(never).backups) == 0
 
-    # the real run, the three site backups under way at once: the broken site fails, the others are backed
+    # the real run, the three site backups started at once: the broken site fails, the others are backed
     # up; exit code 1 naming it
     done = aegir(prefect_api.env, "backup-all", "--ignore-window", f"--platform={platform}", "--parallel=3")
     assert done.returncode == 1 and broken in done.stderr, (done.stdout, done.stderr)
-    spans = site_runs(prefect_api.url, "backup-all")
-    assert len(spans) == 3 and max(s for s, _ in spans) < min(e for _, e in spans), spans  # all three at once
+    assert under_way(prefect_api.url, "backup-all") == {never: 1, broken: 2, stale: 3}
     for name in (never, stale):
         newest = hosting.load_site(name).backups[0]
         assert newest["reason"] == "Automated backup" and Path(newest["file"]).is_file()
