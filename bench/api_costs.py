@@ -39,25 +39,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.report import postgres_database, start_prefect, write_section  # noqa: E402 (the repo root is on the path only now)
+from bench.report import group_cpu, postgres_database, start_prefect, write_section  # noqa: E402 (the repo root is on the path only now)
 
 AEGIR = str(Path(sys.executable).with_name("aegir"))
-TICK = os.sysconf("SC_CLK_TCK")
 SETTLE = 2.0  # seconds for the server's services to record what a loop sent
-
-
-def group_cpu(pgrp: int) -> float:
-    """CPU seconds so far of every process in the process group (the Prefect server and its children)."""
-    total = 0.0
-    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgrp:
-            total += (int(fields[11]) + int(fields[12])) / TICK
-    return total
 
 
 def measure(pgrp: int, fn: Callable[[], Any], n: int) -> dict[str, float]:

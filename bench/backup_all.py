@@ -65,10 +65,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.report import postgres_database, root_db, sh, start_prefect, write_section  # noqa: E402 (the repo root is on the path only now)
+from bench.report import TICK, postgres_database, process_cpu, root_db, sh, start_prefect, write_section  # noqa: E402 (the repo root is on the path only now)
 
 AEGIR = str(Path(sys.executable).with_name("aegir"))
-TICK = os.sysconf("SC_CLK_TCK")
 CPU_PARTS = ("self", "children", "server", "mariadb")  # PostgreSQL's backends come and go: in "machine" only
 
 
@@ -83,14 +82,6 @@ def when(value: str) -> datetime:
 # ---------------------------------------------------------------------------------------------------------
 # CPU accounting over a run (read-only: /proc)
 # ---------------------------------------------------------------------------------------------------------
-def _stat(pid: str) -> list[str] | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
 def _comm(pid: str) -> str:
     try:
         return Path(f"/proc/{pid}/comm").read_text().strip()
@@ -103,12 +94,8 @@ def cpu_snapshot(server_pgrp: int) -> dict[str, float]:
     and the machine's busy and total jiffies (/proc/stat)."""
     t = os.times()
     snap = {"self": t.user + t.system, "children": t.children_user + t.children_system, "server": 0.0, "mariadb": 0.0}
-    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
-        fields = _stat(pid)
-        if not fields:
-            continue
-        used = (int(fields[11]) + int(fields[12])) / TICK
-        if int(fields[2]) == server_pgrp:
+    for pid, group, used in process_cpu():
+        if group == server_pgrp:
             snap["server"] += used
         elif _comm(pid) in ("mariadbd", "mysqld"):
             snap["mariadb"] += used

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pymysql
 
+TICK = os.sysconf("SC_CLK_TCK")  # /proc counts CPU time in these
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 
@@ -71,3 +72,19 @@ def postgres_database(prefix: str) -> Iterator[str]:
         yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
     finally:
         subprocess.run([*psql, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], capture_output=True)
+
+
+def process_cpu() -> Iterator[tuple[str, int, float]]:
+    """(pid, process group, CPU seconds so far) of every process still running (read-only: /proc)."""
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        yield pid, int(fields[2]), (int(fields[11]) + int(fields[12])) / TICK
+
+
+def group_cpu(pgrp: int) -> float:
+    """CPU seconds so far of every process in the process group (a Prefect server and its children)."""
+    return sum(used for _, group, used in process_cpu() if group == pgrp)
