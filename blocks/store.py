@@ -193,7 +193,11 @@ class BlockStore:
             cls.register_type_and_schema()
             _REGISTERED.add((self.api_url, cls))
         if not self._patch(context.context_type, context.slug, context.name, _block_update(block, cls)):
-            block.save(context.slug, overwrite=True)
+            try:
+                block.save(context.slug, overwrite=True)
+            except httpx.HTTPStatusError as e:  # Prefect's text of it quotes the answer: the secrets sent
+                self._check_saved(e.response, context.name)
+                raise
 
     def update(self, context: ContextBase, fields: Iterable[str]) -> bool:
         """Write only these fields of the context; the others stay as stored (written meanwhile by another
@@ -225,8 +229,15 @@ class BlockStore:
 
     @staticmethod
     def _check_saved(response: httpx.Response, name: str) -> None:
+        """A refused write fails naming the context and the server's reason, never the answer's text: a 422
+        echoes the request body (``request_body``), and a write's body holds the context's secrets."""
         if response.status_code >= 400:
-            raise AegirError(f"Prefect API error {response.status_code} saving {name}: {response.text[:300]}")
+            try:
+                reason = response.json().get("exception_message") or response.json().get("detail")
+            except (ValueError, AttributeError):
+                reason = None
+            reason = reason if isinstance(reason, str) else response.reason_phrase
+            raise AegirError(f"Prefect API error {response.status_code} saving {name}: {reason[:300]}")
 
     def remove(self, context: ContextBase) -> None:
         for doc in self._documents([context.slug], [context.context_type]):

@@ -8,11 +8,13 @@ import uuid
 
 import httpx
 import pytest
+from prefect.exceptions import PrefectHTTPStatusError
+from pydantic import SecretStr
 
 import blocks.store as store_module
 from aegir import registry
 from aegir.contexts import PlatformContext, ServerContext, SiteContext, build
-from aegir.errors import NotFoundError
+from aegir.errors import AegirError, NotFoundError
 from blocks.store import BlockStore
 from blocks.types import as_block
 
@@ -90,6 +92,41 @@ def test_a_document_made_anew_since_the_read_is_found_again(api):
     api.seen.clear()
     store.put(site)
     assert api.seen == ["PATCH /block_documents/doc-2"]
+
+
+def test_a_refused_write_names_the_context_and_the_reason_but_never_its_secrets(api, monkeypatch):
+    """Prefect answers a refused write with 422 and the request body echoed: the site's password with it."""
+    store = store_on(api)
+    site = store.find("@a.example.com").model_copy(update={"db_password": SecretStr("s3cret-pw")})
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        body = {"exception_message": "Invalid request received.", "request_body": json.loads(request.content)}
+        return httpx.Response(422, json={**body, "exception_detail": [{"input": body["request_body"]}]})
+
+    store._http = httpx.Client(base_url=store.api_url, transport=httpx.MockTransport(refuse))
+    with pytest.raises(AegirError) as refused:
+        store.put(site)
+    assert "s3cret-pw" in json.dumps(store_module._document_data(as_block(site)))  # it was in the body sent
+    assert str(refused.value) == "Prefect API error 422 saving @a.example.com: Invalid request received."
+
+    # a new context is created by Prefect's own Block.save, whose error text quotes the answer
+    answer = httpx.Response(
+        422,
+        json={"exception_message": "Invalid request.", "request_body": "s3cret-pw"},
+        request=httpx.Request("POST", "http://api.invalid/api/block_documents/"),
+    )
+    error = httpx.HTTPStatusError("422", request=answer.request, response=answer)
+    saved = PrefectHTTPStatusError.from_httpx_error(error)
+    assert "s3cret-pw" in str(saved)
+
+    def save(*args, **kwargs):
+        raise saved
+
+    monkeypatch.setattr(type(as_block(site)), "save", save)
+    store._http = httpx.Client(base_url=store.api_url, transport=httpx.MockTransport(api.handler))
+    with pytest.raises(AegirError) as refused:
+        store.put(build(SiteContext, {**SITE, "name": "@new.example.com", "db_password": "s3cret-pw"}))
+    assert str(refused.value) == "Prefect API error 422 saving @new.example.com: Invalid request."
 
 
 def test_a_removed_context_is_not_patched_by_its_old_id(api):
