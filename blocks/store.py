@@ -27,18 +27,39 @@ def prefect_home() -> Path:
     return Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
 
 
-def configured_api_url() -> str | None:
-    """PREFECT_API_URL from the environment, else from the active profile in $PREFECT_HOME/profiles.toml."""
-    if os.environ.get("PREFECT_API_URL"):
-        return os.environ["PREFECT_API_URL"].rstrip("/")
+def _profile_setting(name: str) -> str | None:
+    """A setting from the environment, else from the active profile in $PREFECT_HOME/profiles.toml, exactly
+    where ``prefect`` itself looks."""
+    if os.environ.get(name):
+        return os.environ[name]
     path = prefect_home() / "profiles.toml"
     try:
         profiles = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError):
         return None
     active = os.environ.get("PREFECT_PROFILE") or profiles.get("active", "ephemeral")
-    url = profiles.get("profiles", {}).get(active, {}).get("PREFECT_API_URL")
+    value = profiles.get("profiles", {}).get(active, {}).get(name)
+    return str(value) if value else None
+
+
+def configured_api_url() -> str | None:
+    """PREFECT_API_URL from the environment, else from the active profile."""
+    url = _profile_setting("PREFECT_API_URL")
     return url.rstrip("/") if url else None
+
+
+def configured_auth() -> str | None:
+    """The API credential (``user:password``, Prefect's PREFECT_API_AUTH_STRING) from the environment, else
+    from the active profile (0600, written by ``aegir server start``)."""
+    return _profile_setting("PREFECT_API_AUTH_STRING")
+
+
+def basic_auth(auth: str | None) -> tuple[str, str] | None:
+    """``user:password`` as httpx's basic auth (Prefect's server compares the decoded ``user:password``)."""
+    if not auth:
+        return None
+    user, _, password = auth.partition(":")
+    return user, password
 
 
 RETRY_STATUSES = (429, 502, 503)
@@ -85,13 +106,11 @@ def _block_update(block: Any, cls: Any) -> dict[str, Any]:
 class BlockStore:
     """Contexts as block documents of types aegir-server / aegir-platform / aegir-site."""
 
-    def __init__(self, api_url: str, timeout: float = 15.0) -> None:
+    def __init__(self, api_url: str, auth: str | None = None, timeout: float = 15.0) -> None:
+        """``auth``: the API credential (``user:password``); by default the configured one."""
         self.api_url = api_url.rstrip("/")
-        auth = os.environ.get("PREFECT_API_AUTH_STRING")
         self._http = httpx.Client(
-            base_url=self.api_url,
-            timeout=timeout,
-            auth=tuple(auth.split(":", 1)) if auth and ":" in auth else None,  # type: ignore[arg-type]
+            base_url=self.api_url, timeout=timeout, auth=basic_auth(auth or configured_auth())
         )
         # (type slug, block name) -> block document id, learnt from every read: a write is then one PATCH
         self._ids: dict[tuple[str, str], str] = {}
@@ -106,12 +125,13 @@ class BlockStore:
     @classmethod
     def from_prefect(cls) -> BlockStore:
         """Inside a flow run: the API the running Prefect client uses."""
-        from prefect.settings import PREFECT_API_URL
+        from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL
 
         url = PREFECT_API_URL.value()
         if not url:
             raise StoreUnavailable(f"no Prefect API is configured: {START_HINT}")
-        return cls(url)
+        auth = PREFECT_API_AUTH_STRING.value()
+        return cls(url, getattr(auth, "get_secret_value", lambda: auth)())
 
     # -- REST ------------------------------------------------------------------------------------------
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:

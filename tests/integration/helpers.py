@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
+from tests.support import api
 
 AEGIR = str(Path(sys.executable).with_name("aegir"))
 
@@ -23,13 +23,13 @@ def unique(prefix: str) -> str:
 
 def flow_run_logs(api_url: str, flow_run_id: Any) -> str:
     body = {"logs": {"flow_run_id": {"any_": [str(flow_run_id)]}}, "limit": 200}
-    response = httpx.post(f"{api_url}/logs/filter", json=body, timeout=10)
+    response = api.post(f"{api_url}/logs/filter", json=body, timeout=10)
     response.raise_for_status()
     return "\n".join(entry["message"] for entry in response.json())
 
 
 def flow_run(api_url: str, flow_run_id: Any) -> dict[str, Any]:
-    response = httpx.get(f"{api_url}/flow_runs/{flow_run_id}", timeout=10)
+    response = api.get(f"{api_url}/flow_runs/{flow_run_id}", timeout=10)
     response.raise_for_status()
     return response.json()
 
@@ -37,6 +37,6 @@ def flow_run(api_url: str, flow_run_id: Any) -> dict[str, Any]:
 def task_runs(api_url: str, flow_run_id: Any) -> list[dict[str, Any]]:
     """The flow run's task runs, oldest first."""
     body = {"flow_runs": {"id": {"any_": [str(flow_run_id)]}}, "sort": "EXPECTED_START_TIME_ASC", "limit": 200}
-    response = httpx.post(f"{api_url}/task_runs/filter", json=body, timeout=10)
+    response = api.post(f"{api_url}/task_runs/filter", json=body, timeout=10)
     response.raise_for_status()
     return response.json()

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 
 from aegir import registry
@@ -21,7 +20,7 @@ from aegir.backup_policy import BackupWindow
 from tests.integration.helpers import aegir, flow_run_logs, unique
 from tests.integration.sites import Hosting, enable_d7_module, make_hosting
 from tests.integration.test_install_site import install
-from tests.support import mariadb
+from tests.support import api, mariadb
 
 pytestmark = pytest.mark.integration
 
@@ -30,12 +29,12 @@ pytestmark = pytest.mark.integration
 def hosting(prefect_api, nginx_server, db_admin) -> Iterator[Hosting]:
     from blocks.store import BlockStore
 
-    yield from make_hosting(BlockStore(prefect_api.url), nginx_server, db_admin, prefix="@server_bm")
+    yield from make_hosting(BlockStore(prefect_api.url, prefect_api.auth), nginx_server, db_admin, prefix="@server_bm")
 
 
 def latest_table(api_url: str, key: str) -> list[dict]:
     body = {"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 1}
-    data = httpx.post(f"{api_url}/artifacts/filter", json=body, timeout=10).json()[0]["data"]
+    data = api.post(f"{api_url}/artifacts/filter", json=body, timeout=10).json()[0]["data"]
     return json.loads(data) if isinstance(data, str) else data
 
 
@@ -45,7 +44,7 @@ def under_way(api_url: str, flow_run_name: str) -> dict[str, int]:
     get 503 "database is locked" and Prefect's client retries after 2 s, 4 s…, so subflows started together
     may run one after another; see the README, "Runs at once need PostgreSQL".)"""
     body = {"flow_runs": {"name": {"any_": [flow_run_name]}}, "sort": "START_TIME_DESC", "limit": 1}
-    parent = httpx.post(f"{api_url}/flow_runs/filter", json=body, timeout=10).raise_for_status().json()[0]
+    parent = api.post(f"{api_url}/flow_runs/filter", json=body, timeout=10).raise_for_status().json()[0]
     found = re.findall(r"^\S+ (@\S+) started: (\d+) under way", flow_run_logs(api_url, parent["id"]), re.M)
     return {site: int(n) for site, n in found}
 

@@ -26,7 +26,7 @@ CONTENT = {7: "node", 10: "node_field_data"}
 def hosting(prefect_api, nginx_server, db_admin) -> Iterator[Hosting]:
     from blocks.store import BlockStore
 
-    yield from make_hosting(BlockStore(prefect_api.url), nginx_server, db_admin, prefix="@server_bk")
+    yield from make_hosting(BlockStore(prefect_api.url, prefect_api.auth), nginx_server, db_admin, prefix="@server_bk")
 
 
 def titles(hosting: Hosting, name: str, major: int) -> list[str]:

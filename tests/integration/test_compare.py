@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from tests.integration.helpers import aegir
 from tests.integration.sites import Hosting, enable_d7_module, make_hosting
 from tests.integration.test_install_site import install
+from tests.support import api
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 def hosting(prefect_api, nginx_server, db_admin) -> Iterator[Hosting]:
     from blocks.store import BlockStore
 
-    yield from make_hosting(BlockStore(prefect_api.url), nginx_server, db_admin, prefix="@server_cmp")
+    yield from make_hosting(BlockStore(prefect_api.url, prefect_api.auth), nginx_server, db_admin, prefix="@server_cmp")
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_newer_platform_shows_upgrades_and_pending_updates(prefect_api, hosting,
     assert system["status"] == "upgrade" and system["target_schema"] > system["current_schema"]
     assert "updates pending" in system["reason"]
     # the table artifact of the flow run
-    artifacts = httpx.post(
+    artifacts = api.post(
         f"{prefect_api.url}/artifacts/filter", json={"artifacts": {"key": {"any_": [f"compare-{before.slug}"]}}}
     ).json()
     table = artifacts[-1]["data"]

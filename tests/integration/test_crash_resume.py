@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from aegir import registry
@@ -23,6 +22,7 @@ from tests.integration.sites import Hosting, make_hosting
 from tests.integration.test_backup_restore import retitle, titles
 from tests.integration.test_backup_restore import run as run_flow
 from tests.integration.test_install_site import install
+from tests.support import api
 from tests.support.mariadb import databases, users_like
 
 pytestmark = pytest.mark.integration
@@ -34,7 +34,7 @@ KILLED = -9
 def hosting(prefect_api, nginx_server, db_admin) -> Iterator[Hosting]:
     from blocks.store import BlockStore
 
-    yield from make_hosting(BlockStore(prefect_api.url), nginx_server, db_admin, prefix="@server_cr")
+    yield from make_hosting(BlockStore(prefect_api.url, prefect_api.auth), nginx_server, db_admin, prefix="@server_cr")
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def running(hosting: Hosting, name: str, task: str, proc: subprocess.Popen) -> N
 
 
 def lock_slots(api_url: str, name: str) -> int:
-    response = httpx.get(f"{api_url}/v2/concurrency_limits/site-{slugify(name)}", timeout=10)
+    response = api.get(f"{api_url}/v2/concurrency_limits/site-{slugify(name)}", timeout=10)
     response.raise_for_status()
     return response.json()["active_slots"]
 
@@ -273,7 +273,7 @@ def test_one_task_at_a_time_per_site(prefect_api, hosting, site):
             slow.kill()
     assert lock_slots(prefect_api.url, name) == 0
     # the backup's dump held one of the db server's slots (db_task_limit, default 2), released since
-    db_limit = httpx.get(f"{prefect_api.url}/v2/concurrency_limits/db-{slugify(hosting.server)}").json()
+    db_limit = api.get(f"{prefect_api.url}/v2/concurrency_limits/db-{slugify(hosting.server)}").json()
     assert db_limit["limit"] == 2 and db_limit["active_slots"] == 0
 
 

@@ -20,7 +20,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from aegir import registry
@@ -33,6 +32,7 @@ from tasks.backup import ON_REQUEST
 from tasks.housekeeping import AUTOMATED
 from tests.integration.helpers import AEGIR, flow_run, flow_run_logs, unique
 from tests.integration.sites import Hosting, make_hosting
+from tests.support import api
 from tests.support.prefect_server import PREFECT, Background, PrefectServer, postgres_database, prefect_server
 
 pytestmark = pytest.mark.integration
@@ -94,14 +94,14 @@ def wait_final(server: PrefectServer, run_id: str) -> dict[str, Any]:
 
 
 def deployment(server: PrefectServer, name: str) -> dict[str, Any]:
-    response = httpx.get(f"{server.url}/deployments/name/{name}/{name}", timeout=10)
+    response = api.get(f"{server.url}/deployments/name/{name}/{name}", timeout=10)
     response.raise_for_status()
     return response.json()
 
 
 def artifacts(server: PrefectServer, run_id: str) -> list[dict[str, Any]]:
     body = {"artifacts": {"flow_run_id": {"any_": [run_id]}}}
-    response = httpx.post(f"{server.url}/artifacts/filter", json=body, timeout=10)
+    response = api.post(f"{server.url}/artifacts/filter", json=body, timeout=10)
     response.raise_for_status()
     return response.json()
 
@@ -109,7 +109,7 @@ def artifacts(server: PrefectServer, run_id: str) -> list[dict[str, Any]]:
 def run_logs(server: PrefectServer, run_id: str) -> str:
     """The logs of a flow run and of its subflows (backup-all's and migrate-platform's site tasks)."""
     body = {"flow_runs": {"parent_flow_run_id": {"any_": [run_id]}}}
-    subflows = httpx.post(f"{server.url}/flow_runs/filter", json=body, timeout=10).json()
+    subflows = api.post(f"{server.url}/flow_runs/filter", json=body, timeout=10).json()
     return "\n".join(
         f"--- {r.get('name', run_id)}: {r.get('state_name', '')}\n" + flow_run_logs(server.url, r["id"])[-3000:]
         for r in [{"id": run_id}, *subflows]
@@ -155,7 +155,7 @@ class Starter:
         return wait_final(self.server, run_id.group(1))
 
     def _api(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
-        response = httpx.post(
+        response = api.post(
             f"{self.server.url}/deployments/{self.ids[name]}/create_flow_run", json={"parameters": params}, timeout=10
         )
         assert response.status_code == 201, response.text
@@ -336,7 +336,7 @@ def test_deploy_all_creates_a_deployment_per_task_with_the_schedules(server, wor
     assert schema["required"] == ["site", "platform"]
     assert all(p.get("description") for p in schema["properties"].values()), schema
     # and the server checks a run's parameters against that schema, as the form does
-    refused = httpx.post(
+    refused = api.post(
         f"{server.url}/deployments/{deployment(server, 'verify-site')['id']}/create_flow_run",
         json={"parameters": {}},
         timeout=10,

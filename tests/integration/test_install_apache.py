@@ -18,7 +18,9 @@ pytestmark = pytest.mark.integration
 def hosting(prefect_api, apache_server, db_admin) -> Iterator[Hosting]:
     from blocks.store import BlockStore
 
-    yield from make_hosting(BlockStore(prefect_api.url), apache_server, db_admin, prefix="@server_apache")
+    yield from make_hosting(
+        BlockStore(prefect_api.url, prefect_api.auth), apache_server, db_admin, prefix="@server_apache"
+    )
 
 
 def test_install_d7_on_apache(hosting):

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 def hosting(prefect_api, nginx_server, db_admin) -> Iterator[Hosting]:
     from blocks.store import BlockStore
 
-    yield from make_hosting(BlockStore(prefect_api.url), nginx_server, db_admin)
+    yield from make_hosting(BlockStore(prefect_api.url, prefect_api.auth), nginx_server, db_admin)
 
 
 @pytest.fixture(scope="module")

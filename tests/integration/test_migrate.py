@@ -8,7 +8,6 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from aegir import registry
@@ -17,7 +16,7 @@ from tests.integration.helpers import aegir, unique
 from tests.integration.sites import Hosting, enable_d7_module, make_hosting, query_site, site_database_exists
 from tests.integration.test_backup_restore import retitle, titles
 from tests.integration.test_install_site import install
-from tests.support import mariadb
+from tests.support import api, mariadb
 from tests.support.mariadb import databases
 
 pytestmark = pytest.mark.integration
@@ -27,7 +26,7 @@ pytestmark = pytest.mark.integration
 def hosting(prefect_api, nginx_server, db_admin) -> Iterator[Hosting]:
     from blocks.store import BlockStore
 
-    yield from make_hosting(BlockStore(prefect_api.url), nginx_server, db_admin, prefix="@server_mig")
+    yield from make_hosting(BlockStore(prefect_api.url, prefect_api.auth), nginx_server, db_admin, prefix="@server_mig")
 
 
 def schema(db: str, module: str) -> int:
@@ -75,7 +74,7 @@ def test_upgrade_older_to_newer_runs_updates_and_removes_the_old_site(prefect_ap
     # the run's progress artifact followed its steps to the end
     run_id = re.search(r"Flow run migrate-site \S+ \S+ \(([0-9a-f-]{36})\)", done.stderr).group(1)
     body = {"artifacts": {"flow_run_id": {"any_": [run_id]}, "type": {"any_": ["progress"]}}}
-    progress = httpx.post(f"{prefect_api.url}/artifacts/filter", json=body, timeout=10).json()
+    progress = api.post(f"{prefect_api.url}/artifacts/filter", json=body, timeout=10).json()
     assert [float(a["data"]) for a in progress] == [100.0] and "finished (" in progress[0]["description"]
     after = hosting.load_site(name)
     assert after.platform == newer and after.status == "installed" and after.operation is None

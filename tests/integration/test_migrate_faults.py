@@ -30,7 +30,7 @@ CONTENT_TABLES = "node, node_revision, field_data_body, users"
 def hosting(prefect_api, nginx_server, db_admin) -> Iterator[Hosting]:
     from blocks.store import BlockStore
 
-    yield from make_hosting(BlockStore(prefect_api.url), nginx_server, db_admin, prefix="@server_mf")
+    yield from make_hosting(BlockStore(prefect_api.url, prefect_api.auth), nginx_server, db_admin, prefix="@server_mf")
 
 
 @pytest.fixture(scope="module")

@@ -46,7 +46,7 @@ def run(flow_ref: str, **params):
 def remote(prefect_api, host_network, web1_host, db1_host) -> Iterator[Remote]:
     from blocks.store import BlockStore
 
-    store = BlockStore(prefect_api.url)
+    store = BlockStore(prefect_api.url, prefect_api.auth)
     # the master itself (archives live on its backup_path), then a remote web server and a remote db server
     master = {"aegir_root": host_network.aegir_root, "http_service_type": "null", "db_service_type": "null"}
     registry.save(store, "@server_master", "server", master)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from aegir import registry
 from tests.fixtures.drupal import make_platforms
 from tests.integration.helpers import aegir
 from tests.integration.sites import Hosting, make_hosting
+from tests.support import api
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +20,9 @@ pytestmark = pytest.mark.integration
 def hosting(prefect_api, nginx_server, db_admin) -> Iterator[Hosting]:
     from blocks.store import BlockStore
 
-    yield from make_hosting(BlockStore(prefect_api.url), nginx_server, db_admin, prefix="@server_plat")
+    yield from make_hosting(
+        BlockStore(prefect_api.url, prefect_api.auth), nginx_server, db_admin, prefix="@server_plat"
+    )
 
 
 def verify(name: str):
@@ -47,7 +49,7 @@ def test_verify_d7_from_the_cli(prefect_api, hosting):
     assert sorted(profiles["standard"]["languages"]) == ["de", "en", "fr"]
     assert profiles["minimal"]["languages"] == ["en"]
     # the package table artifact
-    r = httpx.post(
+    r = api.post(
         f"{prefect_api.url}/artifacts/filter", json={"artifacts": {"key": {"any_": [f"platform-{platform.slug}"]}}}
     )
     assert r.status_code == 200 and r.json() and "views" in str(r.json()[0]["data"])
