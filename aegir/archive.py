@@ -82,6 +82,7 @@ from typing import Any, BinaryIO
 from aegir.errors import AegirError, InputError
 from aegir.services.dump import MIN_DUMP_BYTES
 from aegir.transport.base import Transport, TransportError
+from aegir.transport.childenv import child_env
 
 FORMAT_VERSION = 1
 DUMP_MEMBER = "database.sql"
@@ -501,7 +502,7 @@ def _compress_small(compression: str, data: bytes) -> bytes:
         c = zlib.compressobj(6, zlib.DEFLATED, 31)
         return c.compress(data) + c.flush()
     try:
-        r = subprocess.run(COMPRESSORS[compression], input=data, capture_output=True, check=False)
+        r = subprocess.run(COMPRESSORS[compression], input=data, capture_output=True, check=False, env=child_env())
     except OSError as e:
         raise ArchiveError(f"cannot start {COMPRESSORS[compression][0]}: {e.strerror}") from None
     if r.returncode != 0:
@@ -974,9 +975,10 @@ class _ToFile:
 
 
 def _start(argv: list[str], **kwargs) -> subprocess.Popen:
-    """A local tool, in the C locale: its messages are parsed (disk full, file changed)."""
+    """A local tool, in the C locale: its messages are parsed (disk full, file changed); without the Prefect
+    settings (the API credential) in its environment (aegir.transport.childenv)."""
     try:
-        return subprocess.Popen(argv, env={**os.environ, "LC_ALL": "C"}, **kwargs)
+        return subprocess.Popen(argv, env=child_env({"LC_ALL": "C"}), **kwargs)
     except OSError as e:
         raise ArchiveError(f"cannot start {argv[0]}: {e.strerror}") from None
 

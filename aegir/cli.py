@@ -17,6 +17,7 @@ import typer
 from aegir import registry
 from aegir.contexts import ContextBase
 from aegir.errors import AegirError, InputError, StoreUnavailable
+from aegir.records import InvalidContext
 
 app = typer.Typer(
     help="Aegir Flows: host Drupal sites (servers → platforms → sites) with Prefect.",
@@ -141,7 +142,7 @@ def save(
             return
         props = parse_properties(ctx.args)
         store = _store()
-        existed = store.find(name) is not None
+        existed = registry.exists(store, name)
         saved = registry.save(store, name, context_type, props)
         typer.echo(
             f"{'Updated' if existed else 'Created'} {saved.context_type} {saved.name} (block {_block_ref(saved)})"
@@ -183,13 +184,22 @@ def show(
     guarded(run)
 
 
-def _summary(ctx: ContextBase) -> str:
+def _summary(ctx: ContextBase | InvalidContext) -> str:
+    if isinstance(ctx, InvalidContext):
+        return f"INVALID  {ctx.field}: {ctx.message}"
     view = registry.public_view(ctx)
     if ctx.context_type == "server":
         return f"{view['remote_host']}  http={view['http_service_type']} db={view['db_service_type']}"
     if ctx.context_type == "platform":
         return f"{view['root']}  on {view['web_server']}  {view['status']}"
     return f"{view['platform']}  db={view['db_server']}  {view['status']}"
+
+
+def _list_view(ctx: ContextBase | InvalidContext) -> dict[str, Any]:
+    if isinstance(ctx, InvalidContext):
+        invalid = {"field": ctx.field, "rule": ctx.message}
+        return {"name": ctx.name, "context_type": ctx.context_type, "invalid": invalid}
+    return registry.public_view(ctx)
 
 
 @app.command("list")
@@ -202,9 +212,10 @@ def list_(
     def run() -> None:
         if context_type is not None and context_type not in ("server", "platform", "site"):
             raise InputError("type", f"must be server, platform or site; got {context_type!r}")
-        contexts = registry.by_type(_store().list(context_type), context_type)
+        valid, invalid = _store().scan(context_type)
+        contexts = registry.by_type([*valid, *invalid], context_type)
         if as_json:
-            typer.echo(json.dumps([registry.public_view(c) for c in contexts], indent=2))
+            typer.echo(json.dumps([_list_view(c) for c in contexts], indent=2))
             return
         if not contexts:
             typer.echo("No contexts yet: create one with aegir save @server_master --context_type=server ...")
@@ -212,6 +223,12 @@ def list_(
         width = max(len(c.name) for c in contexts)
         for c in contexts:
             typer.echo(f"{c.name.ljust(width)}  {c.context_type:<8}  {_summary(c)}")
+        if invalid:
+            typer.echo(
+                f"{len(invalid)} invalid context(s): tasks refuse them and backup-all skips them; fix each with "
+                "`aegir save @NAME --FIELD=VALUE` (or delete it with `aegir save @NAME --delete`)",
+                err=True,
+            )
 
     guarded(run)
 
@@ -428,11 +445,14 @@ def backup_all(
         params["platform"] = registry.load_platform(_store(), platform).name if platform else None
         rows = run_task_flow("flows.backup_all:backup_all", **params)
         for r in rows:
-            if dry_run:
+            if r.get("result") == "invalid":
+                typer.echo(f"{r['site']}  skipped: {r['error']}")
+            elif dry_run:
                 typer.echo(f"{r['site']}  due (last backup {r['last_backup'] or 'never'}, every {r['interval']})")
             else:
                 typer.echo(f"{r['site']}  {r['result']}  {r['backup']}  {_size(r['size'])}")
-        typer.echo(f"{len(rows)} site(s) {'due' if dry_run else 'backed up'}")
+        done = [r for r in rows if r.get("result") != "invalid"]
+        typer.echo(f"{len(done)} site(s) {'due' if dry_run else 'backed up'}")
 
     guarded(run)
 
@@ -453,8 +473,12 @@ def purge_backups(
         params.update({k: v for k, v in (("rules", rules), ("max_count", max_count), ("max_bytes", max_bytes)) if v})
         rows = run_task_flow("flows.purge_backups:purge_backups", **params)
         for r in rows:
-            typer.echo(f"{r['site']}  {r['id']}  {r['created']}  {r['reason']}")
-        typer.echo(f"{'Would remove' if dry_run else 'Removed'} {len(rows)} backup(s)")
+            if r.get("result") == "invalid":
+                typer.echo(f"{r['site']}  skipped: {r['error']}")
+            else:
+                typer.echo(f"{r['site']}  {r['id']}  {r['created']}  {r['reason']}")
+        removed = [r for r in rows if r.get("result") != "invalid"]
+        typer.echo(f"{'Would remove' if dry_run else 'Removed'} {len(removed)} backup(s)")
 
     guarded(run)
 

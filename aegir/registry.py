@@ -24,6 +24,7 @@ from .contexts import (
     slugify,
 )
 from .errors import InputError, NotFoundError
+from .records import PINNED, SET_UP, InvalidContext, InvalidContextError
 
 RESET = "null"  # as in Aegir: --prop=null resets a property to its default
 
@@ -37,9 +38,17 @@ class ContextStore(Protocol):
         """The contexts of these names that exist, keyed by slug (one round trip)."""
         ...
 
-    def list(self, context_type: str | None = None) -> list[ContextBase]: ...
+    def list(self, context_type: str | None = None) -> list[ContextBase]:
+        """The valid contexts (of one type)."""
+        ...
 
-    def put(self, context: ContextBase) -> None: ...
+    def scan(self, context_type: str | None = None) -> tuple[list[ContextBase], list[InvalidContext]]:
+        """The valid contexts and the invalid ones (each named with its field and rule, its raw data kept)."""
+        ...
+
+    def put(self, context: ContextBase, state: bool = True) -> None:
+        """Write the context whole; with ``state`` False its task-managed state stays as stored (if any)."""
+        ...
 
     def update(self, context: ContextBase, fields: Iterable[str]) -> bool:
         """Write only these fields of the context (the others stay as stored); False if it has no record."""
@@ -49,12 +58,20 @@ class ContextStore(Protocol):
         """Merge JSON data into the stored record of that type; False if there is none."""
         ...
 
-    def remove(self, context: ContextBase) -> None: ...
+    def remove(self, context: ContextBase | InvalidContext) -> None: ...
 
 
 def load(store: ContextStore, name: str, expected: type[ContextBase] | None = None) -> Any:
     """Load ``@name``; a missing context or one of another type is an error naming it."""
     return _checked(store.find(name), name, expected)
+
+
+def exists(store: ContextStore, name: str) -> bool:
+    """Whether ``@name`` has a record, valid or not."""
+    try:
+        return store.find(name) is not None
+    except InvalidContextError:
+        return True
 
 
 def load_each(store: ContextStore, *wanted: tuple[str, type[ContextBase]]) -> list[Any]:
@@ -111,7 +128,10 @@ def save(
 ) -> ContextBase:
     """Create ``@name`` or update only the given properties; validate everything before writing anything."""
     name = normalise_name(name)
-    existing = store.find(name)
+    try:
+        existing: ContextBase | InvalidContext | None = store.find(name)
+    except InvalidContextError as e:  # saving is how an invalid context is fixed
+        existing = e.invalid
     if existing is not None and existing.name != name:
         raise InputError(
             "name",
@@ -128,7 +148,10 @@ def save(
     model = MODELS[ctype]
 
     known = property_names(model)
-    data: dict[str, Any] = existing.model_dump() if existing is not None else {}
+    if isinstance(existing, InvalidContext):
+        data: dict[str, Any] = {k: v for k, v in existing.data.items() if k in model.model_fields}
+    else:
+        data = existing.model_dump() if existing is not None else {}
     for field, raw in properties.items():
         if field not in known:
             settable = ", ".join(sorted(settable_properties(model)))
@@ -141,11 +164,31 @@ def save(
             data[field] = _coerce(model, field, raw)
     data["name"] = name
     ctx = build(model, data)
+    if isinstance(existing, ContextBase):
+        check_moves(existing, ctx)
     check_references(store, ctx)
     if existing is not None:
         check_users(store, ctx)
-    store.put(ctx)
+    store.put(ctx, state=existing is None or allow_managed)
     return ctx
+
+
+def check_moves(existing: ContextBase, ctx: ContextBase) -> None:
+    """An installed site changes platform or db server only through a task, which moves its files and
+    database (migrate, rename, clone); a save would only move the record and orphan the site."""
+    if not isinstance(existing, SiteContext) or existing.status not in SET_UP:
+        return
+    tasks = {"platform": f"aegir migrate {ctx.name} {{value}}", "db_server": f"aegir migrate {ctx.name} "
+             f"{existing.platform} --db_server={{value}}"}  # fmt: skip
+    for field in PINNED["site"]:
+        value = getattr(ctx, field)
+        if value != getattr(existing, field):
+            raise InputError(
+                field,
+                f"{ctx.name} is {existing.status} on {getattr(existing, field)}: it moves with "
+                f"`{tasks[field].format(value=value)}`, which moves its files and database (save changes only "
+                "what a task has not set up yet)",
+            )
 
 
 def check_references(store: ContextStore, ctx: ContextBase) -> None:
@@ -184,18 +227,34 @@ def _ref(store: ContextStore, ctx: ContextBase, field: str, expected: type[Conte
     return found
 
 
-def users_of(store: ContextStore, ctx: ContextBase) -> list[str]:
-    """Contexts that reference ``ctx`` (a deleted site keeps no claim on its platform or servers)."""
-    return sorted(o.name for o in _live(store) if any(getattr(o, f) == ctx.name for f in o.references))
+def users_of(store: ContextStore, ctx: ContextBase | InvalidContext) -> list[str]:
+    """Contexts that reference ``ctx`` (a deleted site keeps no claim on its platform or servers; an invalid
+    context keeps the claims its stored data makes)."""
+    valid, invalid = store.scan()
+    claims = [
+        (c.name, [getattr(c, f) for f in c.references])
+        for c in valid
+        if not (isinstance(c, SiteContext) and c.status == "deleted")
+    ]
+    claims += [
+        (c.name, [c.data.get(f) for f in MODELS[c.context_type].references])
+        for c in invalid
+        if c.data.get("status") != "deleted"
+    ]
+    return sorted(n for n, refs in claims if ctx.name in refs and n != ctx.name)
 
 
 def _live(store: ContextStore) -> Iterator[ContextBase]:
-    """Every context that can hold a claim on others: all but deleted sites."""
+    """Every valid context that can hold a claim on others: all but deleted sites."""
     return (c for c in store.list() if not (isinstance(c, SiteContext) and c.status == "deleted"))
 
 
-def delete(store: ContextStore, name: str) -> ContextBase:
-    ctx = load(store, name)
+def delete(store: ContextStore, name: str) -> ContextBase | InvalidContext:
+    """Delete a context no other context uses; an invalid one too (its stored references still count)."""
+    try:
+        ctx: ContextBase | InvalidContext = load(store, name)
+    except InvalidContextError as e:
+        ctx = e.invalid
     users = users_of(store, ctx)
     if users:
         raise InputError("delete", f"{ctx.name} is still used by {', '.join(users)}; delete or move those first")
@@ -218,7 +277,8 @@ def public_view(ctx: ContextBase) -> dict[str, Any]:
     return out
 
 
-def by_type(contexts: Iterable[ContextBase], context_type: str | None) -> list[ContextBase]:
+def by_type(contexts: Iterable[Any], context_type: str | None) -> list[Any]:
+    """Contexts (valid or not) of one type or all, in type and name order."""
     return sorted(
         (c for c in contexts if context_type is None or c.context_type == context_type),
         key=lambda c: (c.context_type, c.name),

@@ -54,20 +54,30 @@ def backup_all(
     if not (ignore_window or window.contains(datetime.now(UTC))):
         logger.info("outside the backup window (%s): nothing to do", window.describe())
         return []
-    # 2. The sites that are due, oldest backup first, and the db servers' dump slots.
+    # 2. The sites that are due, oldest backup first, and the db servers' dump slots; the sites whose context is
+    #    invalid are reported, never backed up, and stop no other site.
     plan = steps.find_due_sites(default_interval, platform)
+    invalid = plan["invalid"]
     if dry_run or not plan["due"]:
-        columns = ("site", "last_backup", "interval", "db_server")
-        result_table("backup-all", plan["due"], columns, f"{len(plan['due'])} sites due for a backup")
-        return plan["due"]
+        columns = ("site", "last_backup", "interval", "db_server", "error")
+        summary = f"{len(plan['due'])} sites due for a backup" + _invalid_note(invalid)
+        result_table("backup-all", plan["due"] + invalid, columns, summary)
+        return Failed(message=summary) if invalid and not dry_run else plan["due"] + invalid
     # 3. Each due site backed up (a backup-site run each), `parallel` under way at once, each dump in a db slot.
     sites = [d["site"] for d in plan["due"]]
     width = parallel or 2 * plan["slots"]
-    results = fan_out("backup-site", sites, partial(_back_up, compression), width, None, "backup-all")
+    results = fan_out("backup-site", sites, partial(_back_up, compression), width, None, "backup-all") + invalid
     # 4. The summary (site, result, size, duration); the run fails if any site failed.
-    failed = [r["site"] for r in results if r["result"] != "ok"]
-    summary = f"{len(results) - len(failed)} of {len(results)} sites backed up" + (
-        f"; failed: {', '.join(failed)}" if failed else ""
+    failed = [r["site"] for r in results if r["result"] not in ("ok", "invalid")]
+    summary = (
+        f"{len(results) - len(failed) - len(invalid)} of {len(results)} sites backed up"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+        + _invalid_note(invalid)
     )
+    failed += [r["site"] for r in invalid]
     result_table("backup-all", results, ("site", "result", "backup", "size", "seconds", "error"), summary)
     return Failed(message=summary) if failed else results
+
+
+def _invalid_note(invalid: list[dict[str, Any]]) -> str:
+    return f"; invalid, skipped: {'; '.join(r['error'] for r in invalid)}" if invalid else ""

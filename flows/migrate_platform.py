@@ -11,7 +11,9 @@ from prefect import get_run_logger
 from prefect.states import Failed
 from pydantic import Field
 
+from aegir.contexts import normalise_name
 from flows.migrate_site import migrate_site
+from tasks import housekeeping
 from tasks import platform as platforms
 from tasks.fanout import fan_out, result_table
 from tasks.notify import task_flow
@@ -51,6 +53,7 @@ def migrate_platform(
     # 1. The target checked; the platform's sites (installed or disabled), in name order.
     sites = platforms.platform_sites(platform, target)
     logger.info("%d sites on %s → %s", len(sites), platform, target)
+    invalid = housekeeping.invalid_sites(normalise_name(platform), ("installed", "disabled"))  # reported, not moved
     # 2. The canary batch, one at a time; a failure halts everything.
     results = fan_out("migrate-site", sites[:canary], partial(_migrate, target), 1, partial(_too_many, 0), None)
     if _too_many(0, results):
@@ -59,7 +62,8 @@ def migrate_platform(
         # 3. The rest, `parallel` at once, until more than max_failures have failed.
         rest = partial(_too_many, max_failures)
         results += fan_out("migrate-site", sites[canary:], partial(_migrate, target), parallel, rest, None)
-    # 4. The result per site; the run fails if any site failed or was not started.
+    # 4. The result per site; the run fails if any site failed, was not started or is invalid.
+    results += invalid
     bad = [r for r in results if r["result"] != "ok"]
     summary = f"{len(results) - len(bad)} of {len(results)} sites migrated to {target}" + (
         f"; failed or not started: {', '.join(r['site'] for r in bad)}" if bad else ""

@@ -7,6 +7,7 @@ from itertools import groupby
 from typing import Annotated, Any
 
 from prefect import get_run_logger
+from prefect.states import Failed
 from pydantic import Field, ValidationError
 
 from aegir.backup_policy import DEFAULT_RULES, RetentionPolicy
@@ -26,7 +27,7 @@ def purge_backups(
     max_count: Annotated[int, Field(ge=1)] | None = None,
     max_bytes: Annotated[int, Field(ge=1)] | None = None,
     dry_run: bool = False,
-) -> list[dict[str, Any]]:
+) -> Any:
     """Remove old backups by the retention rules, per site; every removal logged with its reason.
 
     Args:
@@ -45,8 +46,10 @@ def purge_backups(
             raise error from None
         raise InputError("rules", str(error).removeprefix("rules: ")) from None
     get_run_logger().info("retention: %s", policy.describe())
-    # 1. Per site, the backups the rules remove and why (pinned never).
+    # 1. Per site, the backups the rules remove and why (pinned never); sites whose context is invalid are
+    #    reported and left alone, and stop no other site.
     plan = steps.plan_purge(site, policy)
+    invalid = [] if site else steps.invalid_sites(statuses=("installed", "disabled", "deleted"))
     # 2. Unless a dry run: each site's removals under its lock (files, then records), each logged.
     removed: list[dict[str, Any]] = []
     if not dry_run:
@@ -60,10 +63,8 @@ def purge_backups(
     # 4. What went (or would go) as a table.
     shown = plan if dry_run else removed
     verb = "would remove" if dry_run else "removed"
-    result_table(
-        "purge-backups",
-        shown,
-        ("site", "id", "created", "size", "reason"),
-        f"{verb} {len(shown)} backups and {len(leftovers)} leftovers; {policy.describe()}",
-    )
-    return shown
+    summary = f"{verb} {len(shown)} backups and {len(leftovers)} leftovers; {policy.describe()}"
+    if invalid:
+        summary += f"; invalid, skipped: {'; '.join(r['error'] for r in invalid)}"
+    result_table("purge-backups", shown + invalid, ("site", "id", "created", "size", "reason", "error"), summary)
+    return Failed(message=summary) if invalid and not dry_run else shown + invalid

@@ -163,9 +163,13 @@ def copy_live(source: SiteEnv, env: SiteEnv, planned: dict[str, str]) -> dict[st
 def recorded_by_a_site(db_server: str, db_name: str) -> str | None:
     """The site whose record names this database on this server, if any (destructive SQL is scoped to what
     no site record claims)."""
-    for ctx in store().list("site"):
+    valid, invalid = store().scan("site")
+    for ctx in valid:
         if isinstance(ctx, SiteContext) and ctx.db_name == db_name and ctx.db_server == db_server:
             return ctx.name
+    for bad in invalid:  # an invalid record still claims what it names
+        if bad.data.get("db_name") == db_name and bad.data.get("db_server") == db_server:
+            return bad.name
     return None
 
 

@@ -34,6 +34,21 @@ def _sites() -> list[SiteContext]:
     return sorted((c for c in store().list("site") if isinstance(c, SiteContext)), key=lambda c: c.name)
 
 
+def invalid_sites(platform: str | None = None, statuses: tuple[str, ...] = ("installed",)) -> list[dict[str, Any]]:
+    """The sites a fleet run would have worked on but cannot, because their stored context is invalid (an
+    edit outside ``aegir save``): each as a failed result naming the field and the rule, so the run reports
+    them and goes on with every other site."""
+    _, invalid = store().scan("site")
+    rows = [
+        {"site": i.name, "result": "invalid", "error": str(i)}
+        for i in invalid
+        if i.data.get("status") in statuses and platform in (None, i.data.get("platform"))
+    ]
+    for row in rows:
+        get_run_logger().error("skipped %s: %s", row["site"], row["error"])
+    return sorted(rows, key=lambda r: r["site"])
+
+
 @step("due-sites")
 def find_due_sites(default_interval: str, platform: str | None = None) -> dict[str, Any]:
     """Installed (and enabled) sites whose newest backup is older than their interval — the site's own
@@ -61,7 +76,7 @@ def find_due_sites(default_interval: str, platform: str | None = None) -> dict[s
         last = d.last_backup.isoformat(timespec="seconds") if d.last_backup else None
         due.append({"site": d.name, "last_backup": last, "interval": format_duration(d.interval), "db_server": server})
     get_run_logger().info("%d sites due for a backup", len(due))
-    return {"due": due, "slots": sum(slots.values())}
+    return {"due": due, "slots": sum(slots.values()), "invalid": invalid_sites(only)}
 
 
 @step("plan-purge")

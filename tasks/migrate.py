@@ -109,10 +109,14 @@ def target_env(name: str, target: dict[str, str]) -> SiteEnv:
 
 
 def _uri_in_use(uri: str, name: str) -> str | None:
-    for ctx in store().list("site"):
+    valid, invalid = store().scan("site")
+    for ctx in valid:
         live = isinstance(ctx, SiteContext) and ctx.name != name and ctx.status != "deleted"
         if live and (uri == ctx.uri or uri in ctx.aliases):
             return ctx.name
+    for bad in invalid:  # an invalid record still claims its name and aliases
+        if bad.name != name and (bad.name == f"@{uri}" or uri in (bad.data.get("aliases") or [])):
+            return bad.name
     return None
 
 

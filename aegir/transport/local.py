@@ -14,6 +14,7 @@ from typing import BinaryIO
 
 from . import trees
 from .base import Arg, CommandResult, SecretFile, TransportError, display_argv, redact
+from .childenv import child_env
 
 _CHUNK = 1 << 20
 _STDERR_CAP = 1 << 20
@@ -100,6 +101,7 @@ class LocalTransport:
                     stderr=subprocess.PIPE,
                     pass_fds=fds,
                     cwd=cwd,
+                    env=child_env(),
                 )
             except OSError as e:
                 raise TransportError(f"cannot start command: {e.strerror}", command=shown, host=self.host) from None

@@ -7,10 +7,11 @@ import subprocess
 from collections.abc import Sequence
 
 from .base import Transport, TransportError
+from .childenv import child_env
 
 
 def _local_tar(argv: list[str], **popen) -> subprocess.Popen:
-    return subprocess.Popen(argv, stderr=subprocess.PIPE, **popen)
+    return subprocess.Popen(argv, stderr=subprocess.PIPE, env=child_env(), **popen)
 
 
 def _finish(proc: subprocess.Popen, argv: list[str]) -> None:

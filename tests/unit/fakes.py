@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aegir.contexts import ContextBase, slugify
+from aegir.records import InvalidContext
 
 
 class MemoryStore:
@@ -16,12 +17,15 @@ class MemoryStore:
 
     def __init__(self, *contexts: ContextBase) -> None:
         self.data: dict[str, ContextBase] = {}
+        self.invalid: dict[str, InvalidContext] = {}  # stored contexts that do not validate, by slug
         self.writes: list[tuple[str, str]] = []
         for ctx in contexts:
             self.data[ctx.slug] = ctx.model_copy(deep=True)
 
     # -- ContextStore ---------------------------------------------------------------------------------------
     def find(self, name: str) -> ContextBase | None:
+        if slugify(name) in self.invalid:
+            raise self.invalid[slugify(name)].error()
         ctx = self.data.get(slugify(name))
         return None if ctx is None else ctx.model_copy(deep=True)
 
@@ -30,14 +34,22 @@ class MemoryStore:
         return {slug: ctx for slug, ctx in found.items() if ctx is not None}
 
     def list(self, context_type: str | None = None) -> list[ContextBase]:
-        return [
-            ctx.model_copy(deep=True)
-            for ctx in self.data.values()
-            if context_type is None or ctx.context_type == context_type
-        ]
+        return self.scan(context_type)[0]
 
-    def put(self, context: ContextBase) -> None:
+    def scan(self, context_type: str | None = None) -> tuple[list[ContextBase], list[InvalidContext]]:
+        def wanted(c: ContextBase | InvalidContext) -> bool:
+            return context_type is None or c.context_type == context_type
+
+        valid = [ctx.model_copy(deep=True) for ctx in self.data.values() if wanted(ctx)]
+        return valid, [c for c in self.invalid.values() if wanted(c)]
+
+    def put(self, context: ContextBase, state: bool = True) -> None:
         self.writes.append(("put", context.name))
+        self.invalid.pop(context.slug, None)
+        current = self.data.get(context.slug)
+        if not state and current is not None:  # what tasks recorded stays as stored
+            managed = {f: getattr(current, f) for f in current.managed}
+            context = type(context).model_validate({**context.model_dump(), **managed})
         self.data[context.slug] = context.model_copy(deep=True)
 
     def update(self, context: ContextBase, fields: Any) -> bool:
@@ -51,9 +63,10 @@ class MemoryStore:
         self.data[current.slug] = type(current).model_validate({**current.model_dump(), **data})
         return True
 
-    def remove(self, context: ContextBase) -> None:
+    def remove(self, context: ContextBase | InvalidContext) -> None:
         self.writes.append(("remove", context.name))
         self.data.pop(context.slug, None)
+        self.invalid.pop(context.slug, None)
 
     # -- test helpers ---------------------------------------------------------------------------------------
     def add(self, *contexts: ContextBase) -> MemoryStore:
