@@ -65,7 +65,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.report import TICK, postgres_database, process_cpu, root_db, sh, start_prefect, write_section  # noqa: E402 (the repo root is on the path only now)
+from bench.report import TICK, api_auth, postgres_database, process_cpu, root_db, sh, start_prefect, write_section  # noqa: E402 (the repo root is on the path only now)
 
 AEGIR = str(Path(sys.executable).with_name("aegir"))
 CPU_PARTS = ("self", "children", "server", "mariadb")  # PostgreSQL's backends come and go: in "machine" only
@@ -121,7 +121,7 @@ def _all(api: str, what: str, body: dict[str, Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     while True:
         page = {**body, "limit": 200, "offset": len(out)}
-        got = httpx.post(f"{api}/{what}/filter", json=page, timeout=30).raise_for_status().json()
+        got = httpx.post(f"{api}/{what}/filter", json=page, auth=api_auth(), timeout=30).raise_for_status().json()
         out += got
         if len(got) < 200:
             return out
@@ -132,7 +132,7 @@ def flow_profile(api: str, flow_run_id: str, parallel: int) -> dict[str, Any]:
     their task runs, from the API (times as the engine reported them); medians per site and totals."""
     deadline = time.monotonic() + 60
     while True:
-        parent = httpx.get(f"{api}/flow_runs/{flow_run_id}", timeout=10).raise_for_status().json()
+        parent = httpx.get(f"{api}/flow_runs/{flow_run_id}", auth=api_auth(), timeout=10).raise_for_status().json()
         own = _all(api, "task_runs", {"flow_runs": {"id": {"any_": [flow_run_id]}}})
         subs = _all(api, "flow_runs", {"flow_runs": {"parent_flow_run_id": {"any_": [flow_run_id]}}})
         sub_ids = [s["id"] for s in subs]
@@ -204,7 +204,11 @@ def flow_profile(api: str, flow_run_id: str, parallel: int) -> dict[str, Any]:
 
 def latest_table(api: str, key: str) -> list[dict[str, Any]]:
     body = {"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 1}
-    data = httpx.post(f"{api}/artifacts/filter", json=body, timeout=10).raise_for_status().json()[0]["data"]
+    data = (
+        httpx.post(f"{api}/artifacts/filter", json=body, auth=api_auth(), timeout=10)
+        .raise_for_status()
+        .json()[0]["data"]
+    )
     return json.loads(data) if isinstance(data, str) else data
 
 

@@ -56,7 +56,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.report import root_db, sh, start_prefect, write_section  # noqa: E402 (the repo root is on the path only now)
+from bench.report import api_auth, root_db, sh, start_prefect, write_section  # noqa: E402 (the repo root is on the path only now)
 
 AEGIR = str(Path(sys.executable).with_name("aegir"))
 RAW_DB = "aegir_bench_migrate_raw"
@@ -120,7 +120,7 @@ def task_runs(api: str, flow_run_id: str) -> list[dict[str, Any]]:
     body = {"flow_runs": {"id": {"any_": [flow_run_id]}}, "sort": "EXPECTED_START_TIME_ASC", "limit": 200}
     deadline = time.monotonic() + 60
     while True:
-        runs = httpx.post(f"{api}/task_runs/filter", json=body, timeout=10).raise_for_status().json()
+        runs = httpx.post(f"{api}/task_runs/filter", json=body, auth=api_auth(), timeout=10).raise_for_status().json()
         done = all(r["end_time"] and r["start_time"] for r in runs)
         if (done and any(r["name"].rsplit("-", 1)[0] == OFF for r in runs)) or time.monotonic() > deadline:
             return runs

@@ -17,6 +17,13 @@ TICK = os.sysconf("SC_CLK_TCK")  # /proc counts CPU time in these
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 
+def api_auth() -> tuple[str, str] | None:
+    """The API credential the CLI uses (the profile ``aegir server start`` wrote), for a bench's own calls."""
+    from blocks.store import basic_auth, configured_auth
+
+    return basic_auth(configured_auth())
+
+
 def write_section(name: str, lines: list[str]) -> None:
     """Replace (or append) the section ``name`` with ``lines`` (without the markers) and print it."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"

@@ -1,24 +1,44 @@
 """``aegir server start|stop|status``: a local Prefect server (SQLite) on 127.0.0.1 for one-machine setups.
 
-The server runs detached with its log and pid file in $PREFECT_HOME; ``start`` also sets PREFECT_API_URL in
-the active Prefect profile, so ``prefect block ls`` and the UI see the same contexts as ``aegir``.
+The server runs detached with its log and pid file in $PREFECT_HOME and requires Prefect's basic auth: a random
+credential made once (``$PREFECT_HOME/aegir-api-auth``, 0600), handed to the server in its environment, never in
+argv or a log. ``start`` also writes PREFECT_API_URL and PREFECT_API_AUTH_STRING into the active Prefect profile
+(0600), so ``aegir``, ``prefect block ls`` and workers on this machine authenticate with it. $PREFECT_HOME is
+kept private (0700, every file in it go-rwx) whatever the umask or where it lives.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import signal
+import stat
+import struct
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
 from aegir.errors import AegirError
-from blocks.store import configured_api_url, prefect_home
+from blocks.store import basic_auth, configured_api_url, configured_auth, prefect_home
 
 STARTUP_TIMEOUT = 90.0
+CREDENTIAL_FILE = "aegir-api-auth"
+USER = "admin"
+
+# What an API answers (``_probe``): nothing; 200 without a credential; 200 with ours; 401 to ours
+DOWN, OPEN, OK, REJECTED = "down", "open", "ok", "rejected"
+
+# A POSIX default ACL of only user::rwx, group::---, other::--- (the system.posix_acl_default xattr: version 2,
+# then tag, permissions, id per entry): whatever a later process's umask, what it creates in the directory is
+# go-rwx (a result file written under umask 022 by `aegir verify` is 0600, a directory 0700).
+_PRIVATE_DEFAULT_ACL = struct.pack("<I", 2) + b"".join(
+    struct.pack("<HHI", tag, perms, 0xFFFFFFFF) for tag, perms in ((0x01, 0o7), (0x04, 0), (0x20, 0))
+)
 
 
 def _pid_file() -> Path:
@@ -29,11 +49,8 @@ def _log_file() -> Path:
     return prefect_home() / "aegir-server.log"
 
 
-def _healthy(api_url: str, timeout: float = 2.0) -> bool:
-    try:
-        return httpx.get(f"{api_url}/health", timeout=timeout).status_code == 200
-    except httpx.HTTPError:
-        return False
+def credential_file() -> Path:
+    return prefect_home() / CREDENTIAL_FILE
 
 
 def _prefect_exe() -> str:
@@ -50,25 +67,162 @@ def _running_pid() -> int | None:
         return None
 
 
+# -- a private PREFECT_HOME ---------------------------------------------------------------------------------
+def _private_home() -> Path:
+    """PREFECT_HOME created 0700 (or made so), owned by whoever runs this, and everything in it go-rwx."""
+    home = prefect_home()
+    try:
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        owner = home.stat().st_uid
+    except OSError as e:
+        raise AegirError(f"cannot create PREFECT_HOME {home}: {e.strerror}") from None
+    if owner != os.getuid():
+        raise AegirError(
+            f"PREFECT_HOME {home} belongs to uid {owner}, not to you (uid {os.getuid()}): its owner could read "
+            "the API credential; use a PREFECT_HOME of your own"
+        )
+    _make_private(home)
+    return home
+
+
+def _make_private(home: Path) -> None:
+    """chmod go-rwx of the directory and of every file and directory in it (symlinks are left alone), and the
+    private default ACL on each directory where the file system has ACLs."""
+    try:
+        home.chmod(0o700)
+        _private_default_acl(home)
+        for root, dirs, files in os.walk(home):
+            for name in dirs + files:
+                path = os.path.join(root, name)
+                st = os.lstat(path)
+                if stat.S_ISLNK(st.st_mode):
+                    continue
+                if stat.S_IMODE(st.st_mode) & 0o077:
+                    os.chmod(path, stat.S_IMODE(st.st_mode) & 0o700)
+                if stat.S_ISDIR(st.st_mode):
+                    _private_default_acl(Path(path))
+    except OSError as e:
+        raise AegirError(f"cannot make {e.filename or home} private: {e.strerror}") from None
+
+
+def _private_default_acl(directory: Path) -> None:
+    with contextlib.suppress(OSError, AttributeError):  # no ACLs here: the chmod of every start is what remains
+        os.setxattr(directory, "system.posix_acl_default", _PRIVATE_DEFAULT_ACL)
+
+
+# -- the credential -----------------------------------------------------------------------------------------
+def _credential() -> str:
+    """The API credential ``admin:<random>``: made once (0600, complete before it appears: written to a private
+    temp file, then linked into place, which fails if another start made it first), then reused."""
+    path = credential_file()
+    if not os.path.lexists(path):
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{CREDENTIAL_FILE}.")  # 0600
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{USER}:{secrets.token_urlsafe(32)}\n")
+                f.flush()
+                os.fsync(f.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            os.unlink(tmp)
+    return _read_credential(path)
+
+
+def _read_credential(path: Path) -> str:
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+            raise AegirError(f"{path} is not a regular file of yours: delete it, and `aegir server start` makes one")
+        if stat.S_IMODE(st.st_mode) & 0o077:
+            os.chmod(path, 0o600)
+        text = path.read_text().strip()
+    except OSError as e:
+        raise AegirError(f"cannot read the API credential {path}: {e.strerror}") from None
+    user, sep, password = text.partition(":")
+    if not (sep and user and password) or any(c.isspace() for c in text):
+        raise AegirError(f"{path} does not hold a credential (user:password): delete it and start again")
+    return text
+
+
+def _login_hint() -> str:
+    return (
+        f"The API and the UI require a login: the credential is in {credential_file()} (mode 0600); "
+        "on the UI's login page, type the whole admin:<password> line from that file."
+    )
+
+
+# -- what an API answers ------------------------------------------------------------------------------------
+def _probe(api_url: str, auth: str | None, timeout: float = 2.0) -> str:
+    """DOWN, OPEN (an API route answers 200 without a credential), OK (401 without one, 200 with ``auth``) or
+    REJECTED (401 to ``auth``, or no ``auth`` to send)."""
+    try:
+        anonymous = httpx.get(f"{api_url}/admin/version", timeout=timeout)
+        if anonymous.status_code == 200:
+            return OPEN
+        if anonymous.status_code != 401:
+            return DOWN
+        if not auth:
+            return REJECTED
+        answer = httpx.get(f"{api_url}/admin/version", timeout=timeout, auth=basic_auth(auth))
+    except httpx.HTTPError:
+        return DOWN
+    return {200: OK, 401: REJECTED}.get(answer.status_code, DOWN)
+
+
+def _unauthenticated(api_url: str) -> str:
+    if api_url.startswith("http://127.0.0.1:") and _running_pid() is not None:
+        return (
+            f"the Prefect server at {api_url} runs WITHOUT authentication (started by an older `aegir server "
+            "start`): whoever reaches it reads every secret. Stop it with `aegir server stop`, then run "
+            "`aegir server start` again: it starts with a credential"
+        )
+    return (
+        f"a Prefect API answers at {api_url} WITHOUT authentication (not started by `aegir server start` from "
+        f"{prefect_home()}): whoever reaches it reads every secret. Stop it, or use another --port"
+    )
+
+
+# -- start, stop, status ------------------------------------------------------------------------------------
 def start(port: int = 4200) -> str:
     api_url = f"http://127.0.0.1:{port}/api"
+    home = _private_home()
+    auth = _credential()
     current = configured_api_url()
-    if current and _healthy(current):
-        return f"A Prefect API is already running at {current}"
-    if _healthy(api_url):
-        _set_profile_url(api_url)
-        return f"A Prefect API is already running at {api_url} (now the default)"
-    home = prefect_home()
-    home.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_API_HOST": "127.0.0.1",
-        "PREFECT_SERVER_API_PORT": str(port),
-    }
-    env.pop("PREFECT_API_URL", None)
-    with open(_log_file(), "ab") as log:
+    if current and current != api_url:
+        state = _probe(current, configured_auth())
+        if state == OK:
+            return f"A Prefect API is already running at {current} (it accepts the configured credential)"
+        if state == OPEN:
+            raise AegirError(_unauthenticated(current))
+        if state == REJECTED:
+            raise AegirError(f"the Prefect API at {current}: credential rejected: {_rejected()}")
+        # not answering: the local one is started and made the default
+    state = _probe(api_url, auth)
+    if state == OPEN:
+        raise AegirError(_unauthenticated(api_url))
+    if state == REJECTED:
+        raise AegirError(
+            f"the Prefect server at {api_url} rejects the credential in {credential_file()} (it was started with "
+            "another one, e.g. before that file was replaced): `aegir server stop`, then `aegir server start`"
+        )
+    if state == OK:
+        _configure_profile(api_url, auth)
+        _make_private(home)
+        again = "" if current == api_url else " (now the default)"
+        return f"A Prefect API is already running at {api_url}{again}{_upgrade(api_url, auth)}\n{_login_hint()}"
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING")}
+    env.update(
+        {
+            "PREFECT_HOME": str(home),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_API_HOST": "127.0.0.1",
+            "PREFECT_SERVER_API_PORT": str(port),
+            "PREFECT_SERVER_API_AUTH_STRING": auth,
+        }
+    )
+    log = os.open(_log_file(), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
         proc = subprocess.Popen(
             [_prefect_exe(), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
             stdin=subprocess.DEVNULL,
@@ -76,35 +230,75 @@ def start(port: int = 4200) -> str:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
+            umask=0o077,  # its SQLite database, WAL and logs are 0600
         )
-    _pid_file().write_text(str(proc.pid))
+    finally:
+        os.close(log)
+    pid = os.open(_pid_file(), os.O_WRONLY | os.O_TRUNC | os.O_CREAT, 0o600)
+    with os.fdopen(pid, "w") as f:
+        f.write(str(proc.pid))
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AegirError(f"the Prefect server exited during start-up; see {_log_file()}")
-        if _healthy(api_url):
-            _set_profile_url(api_url)
+        if _probe(api_url, auth) == OK:
+            _configure_profile(api_url, auth)
             _register_block_types(api_url)
-            return f"Prefect server running at {api_url} (UI http://127.0.0.1:{port}, log {_log_file()})"
+            _make_private(home)
+            upgraded = _upgrade(api_url, auth)
+            return (
+                f"Prefect server running at {api_url} (UI http://127.0.0.1:{port}, log {_log_file()}){upgraded}\n"
+                f"{_login_hint()}"
+            )
         time.sleep(0.5)
     raise AegirError(f"the Prefect server did not answer within {STARTUP_TIMEOUT:.0f} s; see {_log_file()}")
 
 
-def _set_profile_url(api_url: str) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    subprocess.run(
-        [_prefect_exe(), "config", "set", f"PREFECT_API_URL={api_url}"],
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
+def _configure_profile(api_url: str, auth: str) -> None:
+    """PREFECT_API_URL and PREFECT_API_AUTH_STRING in the active profile, through Prefect's own profile API (in
+    this process: no `prefect config set` whose argv would show the credential); the profiles file 0600."""
+    from prefect.settings import (
+        PREFECT_API_AUTH_STRING,
+        PREFECT_API_URL,
+        get_current_settings,
+        update_current_profile,
     )
+
+    path = get_current_settings().profiles_path
+    if path is not None and path.exists():
+        path.chmod(0o600)  # before the credential is written into it
+    update_current_profile({PREFECT_API_URL: api_url, PREFECT_API_AUTH_STRING: auth})
+    if path is not None:
+        path.chmod(0o600)
+
+
+def _upgrade(api_url: str, auth: str) -> str:
+    """Contexts an older Aegir Flows stored with their state inside the block are split (README, "Configuration
+    and state"); what was moved, for the message."""
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+    from blocks.store import BlockStore
+
+    store = BlockStore(api_url, auth)
+    try:  # registering the state types is Prefect's client's work: pointed at this server
+        with temporary_settings({PREFECT_API_URL: api_url, PREFECT_API_AUTH_STRING: auth}):
+            moved = store.upgrade()
+    finally:
+        store.close()
+    return f"\nMoved the task-managed state of {len(moved)} context(s) out of their blocks" if moved else ""
 
 
 def _register_block_types(api_url: str) -> None:
-    """So the UI can create servers, platforms and sites before any was saved from the CLI."""
-    env = {**os.environ, "PREFECT_API_URL": api_url}
+    """So the UI can create servers, platforms and sites before any was saved from the CLI. The child reads the
+    credential from the profile just written (an older one in the environment would override it)."""
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_AUTH_STRING"}
+    env["PREFECT_API_URL"] = api_url
     result = subprocess.run(
-        [_prefect_exe(), "block", "register", "-m", "blocks.types"], env=env, capture_output=True, text=True
+        [_prefect_exe(), "block", "register", "-m", "blocks.types"],
+        env=env,
+        capture_output=True,
+        text=True,
+        umask=0o077,
     )
     if result.returncode != 0:
         raise AegirError(f"registering the aegir block types failed: {result.stdout[-300:]}{result.stderr[-300:]}")
@@ -127,10 +321,28 @@ def stop() -> str:
     return f"Stopped the local Prefect server (pid {pid})"
 
 
+def _rejected() -> str:
+    """What the API refused: the configured credential, and where it comes from."""
+    if os.environ.get("PREFECT_API_AUTH_STRING"):
+        sent = "it answers 401 to PREFECT_API_AUTH_STRING from the environment"
+    elif configured_auth():
+        sent = f"it answers 401 to PREFECT_API_AUTH_STRING of the active profile in {prefect_home() / 'profiles.toml'}"
+    else:
+        sent = "it answers 401 and no credential is configured (PREFECT_API_AUTH_STRING, environment or profile)"
+    if credential_file().exists():
+        sent += f"; the local server's credential is in {credential_file()} (`aegir server start` configures it)"
+    return sent
+
+
 def status() -> tuple[str, bool]:
     url = configured_api_url()
     if url is None:
         return "No Prefect API configured: start one with `aegir server start`", False
-    if _healthy(url):
-        return f"Prefect API at {url}: up", True
+    state = _probe(url, configured_auth())
+    if state == OK:
+        return f"Prefect API at {url}: up, authenticated with the configured credential", True
+    if state == OPEN:
+        return f"Prefect API at {url}: up, but {_unauthenticated(url)}", False
+    if state == REJECTED:
+        return f"Prefect API at {url}: credential rejected: {_rejected()}", False
     return f"Prefect API at {url}: not answering (start it with `aegir server start`)", False

@@ -47,9 +47,10 @@ ALTER USER 'aegir_root'@'127.0.0.1' IDENTIFIED BY '$(cat "$PWFILE")';
 GRANT ALL PRIVILEGES ON *.* TO 'aegir_root'@'127.0.0.1' WITH GRANT OPTION;
 SQL
 
-# 4. The local Prefect server that stores contexts and runs tasks (UI on http://127.0.0.1:4200), and a
-#    mail sink for the welcome e-mails (messages land in $AEGIR_ROOT/demo-mail/new/).
-$AEGIR server status >/dev/null 2>&1 || $AEGIR server start
+# 4. The local Prefect server that stores contexts and runs tasks (UI on http://127.0.0.1:4200; it says where
+#    the login is, also when it is already running), and a mail sink for the welcome e-mails (messages land in
+#    $AEGIR_ROOT/demo-mail/new/).
+$AEGIR server start
 if ! pgrep -f "aiosmtpd.*127.0.0.1:8025" >/dev/null; then
   mkdir -p "$AEGIR_ROOT"/demo-mail/{tmp,new,cur}
   nohup .venv/bin/python -m aiosmtpd -n -l 127.0.0.1:8025 -c aiosmtpd.handlers.Mailbox "$AEGIR_ROOT/demo-mail" \

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import json
 import re
+import stat
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from aegir import registry
@@ -68,14 +70,24 @@ def hosting(server: PrefectServer, nginx_server, db_admin) -> Iterator[Hosting]:
     """A verified server and its contexts on *this* Prefect server (the setup flows run in-process here)."""
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
-    from prefect.settings import PREFECT_API_URL, PREFECT_RESULTS_LOCAL_STORAGE_PATH, temporary_settings
+    from prefect.settings import (
+        PREFECT_API_AUTH_STRING,
+        PREFECT_API_URL,
+        PREFECT_RESULTS_LOCAL_STORAGE_PATH,
+        temporary_settings,
+    )
 
     from blocks.store import BlockStore
 
     results = server.tmp / "results"
-    with temporary_settings({PREFECT_API_URL: server.url, PREFECT_RESULTS_LOCAL_STORAGE_PATH: results}):
+    settings = {
+        PREFECT_API_URL: server.url,
+        PREFECT_API_AUTH_STRING: server.auth,
+        PREFECT_RESULTS_LOCAL_STORAGE_PATH: results,
+    }
+    with temporary_settings(settings):
         try:
-            yield from make_hosting(BlockStore(server.url), nginx_server, db_admin, prefix="@server_dep")
+            yield from make_hosting(BlockStore(server.url, server.auth), nginx_server, db_admin, prefix="@server_dep")
         finally:
             # the in-process runs' log and event workers send to THIS server: drain them while it is up, or
             # the session's test harness later waits forever for them to reach a server that is gone
@@ -104,6 +116,12 @@ def artifacts(server: PrefectServer, run_id: str) -> list[dict[str, Any]]:
     response = api.post(f"{server.url}/artifacts/filter", json=body, timeout=10)
     response.raise_for_status()
     return response.json()
+
+
+def worker_states(server: PrefectServer) -> list[str]:
+    response = api.post(f"{server.url}/work_pools/aegir/workers/filter", json={}, timeout=10)
+    response.raise_for_status()
+    return [w["status"] for w in response.json()]
 
 
 def run_logs(server: PrefectServer, run_id: str) -> str:
@@ -304,6 +322,30 @@ def in_parallel(*calls: Callable[[], None]) -> None:
 
 
 # -------------------------------------------------------------------------------------------------------
+def test_the_server_requires_the_credential_its_clients_find_in_their_profile(server, worker):
+    """Prefect's basic auth is on: no credential or a wrong one gets 401 (the health probe excepted); the CLI
+    and the worker authenticate with the 0600 profile of their PREFECT_HOME alone."""
+    for call in (
+        lambda auth: httpx.get(f"{server.url}/deployments/name/backup-all/backup-all", auth=auth, timeout=10),
+        lambda auth: httpx.post(f"{server.url}/block_documents/filter", json={}, auth=auth, timeout=10),
+        lambda auth: httpx.post(f"{server.url}/flow_runs/filter", json={}, auth=auth, timeout=10),
+    ):
+        assert call(None).status_code == 401
+        assert call(("admin", "guess")).status_code == 401
+    assert httpx.get(f"{server.url}/health", timeout=10).status_code == 200
+    assert api.post(f"{server.url}/block_documents/filter", json={}, timeout=10).status_code == 200
+    assert not {"PREFECT_API_URL", "PREFECT_API_AUTH_STRING"} & set(server.env)
+    assert stat.S_IMODE((server.home / "profiles.toml").stat().st_mode) == 0o600
+    pools = server.prefect("work-pool", "ls")
+    assert pools.returncode == 0 and "aegir" in pools.stdout, pools.stdout + pools.stderr
+    # the worker's heartbeat reached the server: it authenticated too
+    deadline = time.monotonic() + 60
+    while "ONLINE" not in worker_states(server):
+        assert worker.alive() and time.monotonic() < deadline, worker.output()
+        time.sleep(POLL_SECONDS)
+    assert "Unauthorized" not in worker.output(), worker.output()
+
+
 def test_deploy_all_creates_a_deployment_per_task_with_the_schedules(server, worker):
     assert sorted(NAMES) == sorted(FLOWS) and len(NAMES) == 17  # a deployment per task flow
     nightly = deployment(server, "backup-all")["schedules"]

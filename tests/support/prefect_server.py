@@ -5,6 +5,11 @@ The PostgreSQL cluster is this test session's own (``initdb`` in a temp dir, tru
 port, run as the ``postgres`` user as initdb refuses root), so the test needs only the PostgreSQL binaries
 (Debian's ``postgresql`` package, installed by scripts/setup.sh) and never touches the system cluster or its
 auth config. Everything is stopped and removed afterwards; processes are stopped by their own pid only.
+
+The server requires Prefect's basic auth (PREFECT_SERVER_API_AUTH_STRING in its environment, as in production);
+its clients — workers, ``aegir serve``, ``prefect`` CLI calls — find the API URL and the credential the way the
+README tells a remote worker to: a 0600 profile in their own PREFECT_HOME, nothing in their environment. The
+test's own calls authenticate through ``tests.support.api`` (the credential registered for the server's URL).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -25,6 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from tests.support import api
+from tests.support.prefect_api import write_profile
 
 VENV_BIN = str(Path(sys.executable).parent)
 PREFECT = str(Path(VENV_BIN, "prefect"))
@@ -135,13 +144,15 @@ def start_background(name: str, argv: list[str], env: dict[str, str], cwd: Path,
 
 @dataclass
 class PrefectServer:
-    """``prefect server`` on PostgreSQL; ``env`` is what the CLI, workers and served runs use to reach it."""
+    """``prefect server`` on PostgreSQL; ``env`` is what the CLI, workers and served runs use to reach it (their
+    PREFECT_HOME, ``home``, holds the profile with the URL and the credential, ``auth``)."""
 
     url: str
     home: Path
     tmp: Path
     env: dict[str, str] = field(repr=False)
     process: Background = field(repr=False)
+    auth: str = field(repr=False)
 
     def prefect(self, *args: str, cwd: Path = REPO_ROOT, timeout: float = 180.0) -> subprocess.CompletedProcess[str]:
         return subprocess.run([PREFECT, *args], env=self.env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
@@ -151,21 +162,25 @@ class PrefectServer:
         return start_background(name, list(argv), {**self.env, **env}, cwd or self.tmp, self.tmp)
 
     def healthy(self) -> bool:
+        """The server answers its health probe (unauthenticated by design) and an API route with the credential."""
         try:
-            return httpx.get(f"{self.url}/health", timeout=2.0).status_code == 200
+            return (
+                httpx.get(f"{self.url}/health", timeout=2.0).status_code == 200
+                and api.get(f"{self.url}/admin/version", timeout=2.0).status_code == 200
+            )
         except httpx.HTTPError:
             return False
 
 
-def client_env(api_url: str, home: Path) -> dict[str, str]:
-    """The environment of CLI subprocesses, workers and their flow runs: this server only (no PREFECT_* of the
-    test session, e.g. the harness's API), the venv first on PATH, quick polling, wide tables."""
+def client_env(home: Path) -> dict[str, str]:
+    """The environment of CLI subprocesses, workers and their flow runs: this server only, through the profile in
+    ``home`` (no PREFECT_* of the test session, e.g. the harness's API), the venv first on PATH, quick polling,
+    wide tables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(
         {
             "PATH": os.pathsep.join([VENV_BIN, env.get("PATH", "/usr/bin:/bin")]),
             "PREFECT_HOME": str(home),
-            "PREFECT_API_URL": api_url,
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_WORKER_QUERY_SECONDS": "1",
             "PREFECT_RUNNER_POLL_FREQUENCY": "1",
@@ -178,15 +193,23 @@ def client_env(api_url: str, home: Path) -> dict[str, str]:
 
 @contextlib.contextmanager
 def prefect_server(database_url: str) -> Iterator[PrefectServer]:
-    """``prefect server start`` on ``database_url`` with its own PREFECT_HOME, on a free port of 127.0.0.1."""
+    """``prefect server start`` on ``database_url`` with its own PREFECT_HOME, on a free port of 127.0.0.1,
+    requiring a fresh credential; its clients' PREFECT_HOME (another one, as on another host) has the profile."""
     tmp = Path(tempfile.mkdtemp(prefix="aegir-test-prefect-"))
-    home = tmp / "home"
-    home.mkdir()
+    home, server_home = tmp / "home", tmp / "server-home"
+    home.mkdir(mode=0o700)
+    server_home.mkdir(mode=0o700)
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
-    env = client_env(url, home)
-    server_env = {k: v for k, v in env.items() if k != "PREFECT_API_URL"}
-    server_env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
+    auth = "admin:" + secrets.token_urlsafe(32)
+    write_profile(home, url, auth)
+    api.register(url, auth)
+    env = client_env(home)
+    server_env = {
+        **client_env(server_home),
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": database_url,
+        "PREFECT_SERVER_API_AUTH_STRING": auth,
+    }
     process = start_background(
         "server",
         [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"],
@@ -194,7 +217,7 @@ def prefect_server(database_url: str) -> Iterator[PrefectServer]:
         tmp,
         tmp,
     )
-    server = PrefectServer(url=url, home=home, tmp=tmp, env=env, process=process)
+    server = PrefectServer(url=url, home=home, tmp=tmp, env=env, process=process, auth=auth)
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while not server.healthy():

@@ -162,6 +162,17 @@ def test_a_context_stored_before_the_split_reads_as_before_and_moves_its_state_o
     assert store.find("@old.example.com").status == "disabled"
 
 
+def test_upgrade_splits_every_context_stored_before_the_split_once(api):
+    legacy = {**SITE, "name": "@old.example.com", "uri": "old.example.com", **SITE_STATE, "packages": [{"name": "x"}]}
+    api.add("doc-old", "aegir-site", "old-example-com", legacy)
+    store = store_on(api)
+    assert sorted(store.upgrade()) == ["@old.example.com", "@platform_d7", "@server_master"]
+    assert api.data("aegir-site-state", "old-example-com")["packages"] == [{"name": "x"}]
+    assert "packages" not in api.data("aegir-site", "old-example-com")
+    assert store.upgrade() == []
+    assert store.find("@old.example.com").packages == [{"name": "x"}]
+
+
 @pytest.mark.parametrize(
     ("edit", "field", "fragment"),
     [
