@@ -94,6 +94,16 @@ def write_settings(docroot: Path, site_dir: str, db: SiteDb, major: int, salt: s
     return path
 
 
+def map_site(docroot: Path, uri: str) -> None:
+    """Map ``uri`` to ``sites/<uri>`` in sites/sites.php, as Aegir does for every site."""
+    (docroot / "sites" / "sites.php").write_text(f"<?php\n$sites['{uri}'] = '{uri}';\n")
+
+
+def tree(root: Path) -> set[str]:
+    """Every path under ``root`` (relative)."""
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
 def drush(*args: str, executable: str = DRUSH, cwd: str | None = None, env: dict | None = None):
     return subprocess.run(
         [executable, *args], capture_output=True, text=True, timeout=60, cwd=cwd, env=env, stdin=subprocess.DEVNULL
@@ -367,6 +377,11 @@ def test_d7_broken_profile_fails_half_way(platforms: dict[str, Path], site_db: S
     assert result.returncode == 1
     assert "WD php: Exception: broken profile: install failed half-way in broken_install()" in flat(result.stderr)
     assert "Installation complete" not in result.stderr
+    # Drupal 7's exception handler prints the plain message on stdout; drush's shutdown reports the rest
+    assert "Exception: broken profile: install failed half-way in broken_install() (line" in result.stdout
+    assert flat(result.stderr.splitlines()[-1]).strip() == (
+        "Drush command terminated abnormally due to an unrecoverable error."
+    )
     assert {"system", "variable", "users"} <= site_db.tables()  # some tables were created
     assert site_db.query("SELECT value FROM variable WHERE name = 'install_task'")[0][0] != b's:4:"done";'
     status = json.loads(ok(drush(*args, "status", "--format=json")).stdout)
@@ -480,6 +495,7 @@ def test_d10_basics_with_drush12_names(platforms: dict[str, Path], site_db: Site
     root = platforms["d10"]
     vendor_drush = str(root / "vendor/bin/drush")
     write_settings(root / "web", "d10.example.test", site_db, 10, "salt-d10")
+    map_site(root / "web", "d10.example.test")
     args = ["-r", str(root), "-l", "http://d10.example.test"]
     result = ok(
         drush(
@@ -488,6 +504,7 @@ def test_d10_basics_with_drush12_names(platforms: dict[str, Path], site_db: Site
             "standard",
             "--account-mail=a@d10.example.test",
             "--site-name=Ten",
+            "--sites-subdir=d10.example.test",
             "-y",
             executable=vendor_drush,
         )
@@ -563,6 +580,7 @@ def test_d10_basics_with_drush12_names(platforms: dict[str, Path], site_db: Site
 
     # migrate to 10.3.1: updatedb runs the two new system updates
     shutil.copytree(root / "web/sites/d10.example.test", platforms["d10-newer"] / "web/sites/d10.example.test")
+    map_site(platforms["d10-newer"] / "web", "d10.example.test")  # without it Drupal 10 would use sites/default
     newer = ["-r", str(platforms["d10-newer"]), "-l", "http://d10.example.test"]
     assert "10300 - Add the {router}.alias index." in ok(drush(*newer, "updatedb:status")).stdout
     result = ok(drush(*newer, "updatedb", "-y"))
@@ -571,3 +589,113 @@ def test_d10_basics_with_drush12_names(platforms: dict[str, Path], site_db: Site
     schema = dict(site_db.query("SELECT name, value FROM key_value WHERE collection = 'system.schema'"))
     assert schema["system"] == b"i:10301;"
     assert ok(drush(*newer, "updb", "-y")).stderr == " [success] No pending updates.\n"
+
+
+# -- which site directory: Drupal's lookup, and drush's own idea of it ------------------------------------------
+D10_NO_DB = (
+    "Error: Call to a member function getInstallTasks() on null in "
+    "Drush\\Commands\\core\\SiteInstallCommands->validate()"
+)
+
+
+def test_d10_without_sites_php_every_host_is_sites_default(tmp_path: Path, site_db: SiteDb, php_server) -> None:
+    """DrupalKernel::findSitePath(): no sites/sites.php, no multi-site — sites/<uri> is never looked at."""
+    root = mp.build("d10", tmp_path / "d10")
+    docroot = root / "web"
+    assert not (docroot / "sites" / "sites.php").exists() and (docroot / "sites" / "example.sites.php").is_file()
+    write_settings(docroot, "ten.example.test", site_db, 10, "salt")
+    before = tree(root)
+    args = ["-r", str(root), "-l", "http://ten.example.test:8088", "site:install", "standard", "-y"]
+    result = drush(*args, "--sites-subdir=ten.example.test", executable=str(root / "vendor/bin/drush"))
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert lines[0] == ' [warning] Undefined array key "" SiteInstallCommands.php:300'
+    assert lines[1].startswith(" [error]  " + D10_NO_DB + " (line 300 of ")
+    assert len(lines) > 15 and lines[-1].endswith(" {main}")  # the real message, then a long stack trace
+    assert all(re.match(r"#\d+ ", line) for line in lines[2:])
+    assert tree(root) == before and site_db.tables() == set()  # validate failed: nothing written, nothing dropped
+    status = json.loads(ok(drush("-r", str(root), "-l", "http://ten.example.test", "status", "--format=json")).stdout)
+    assert status["site"] == "sites/default" and "db-name" not in status
+
+    # the front controller answers every host from sites/default; with a sites.php it finds the site's dir
+    port = php_server(docroot)
+    offline = get(port, f"ten.example.test:{port}", "/")
+    assert offline.status_code == 500 and "No sites/default/settings.php" in offline.text
+    map_site(docroot, "ten.example.test")
+    assert get(port, f"ten.example.test:{port}", "/").headers.get("location", "").endswith("/core/install.php")
+    (docroot / "sites" / "sites.php").write_text("<?php\n")  # an empty map: the directories are scanned
+    assert get(port, f"ten.example.test:{port}", "/").status_code == 302
+
+
+def test_d10_site_install_needs_sites_subdir_to_leave_sites_default_alone(tmp_path: Path, site_db: SiteDb) -> None:
+    """drush 12/13's getSitesSubdirFromUri() strips the whole of "http://host" (sic): without --sites-subdir
+    the pre-command hook takes sites/default and copies default.settings.php there."""
+    root = mp.build("d10", tmp_path / "d10")
+    docroot = root / "web"
+    write_settings(docroot, "ten.example.test", site_db, 10, "salt")
+    map_site(docroot, "ten.example.test")
+    vendor = str(root / "vendor/bin/drush")
+    args = ["-r", str(root), "-l", "http://ten.example.test", "site:install", "standard", "-y"]
+    before = tree(root)
+    result = ok(drush(*args, executable=vendor))
+    assert " * Create a sites/default/settings.php file\n" in result.stdout
+    stray = docroot / "sites" / "default" / "settings.php"
+    assert stray.read_bytes() == (docroot / "sites" / "default" / "default.settings.php").read_bytes()
+    assert tree(root) - before == {"web/sites/default/settings.php"} | _public_files(docroot, "ten.example.test", root)
+    assert "$settings['hash_salt'] = 'salt';" in (docroot / "sites/ten.example.test/settings.php").read_text()
+    stray.unlink()
+
+    result = ok(drush(*args, "--sites-subdir=ten.example.test", executable=vendor))
+    assert "Create a" not in result.stdout and not stray.exists()
+    status = json.loads(ok(drush("-r", str(root), "-l", "http://ten.example.test:8088", "st", "--format=json")).stdout)
+    assert status["site"] == "sites/ten.example.test" and status["bootstrap"] == "Successful"
+
+
+def test_d10_site_install_into_a_new_subdir_writes_sites_php(tmp_path: Path, site_db: SiteDb) -> None:
+    """Without a sites.php, drush 12/13 copies example.sites.php to sites/sites.php for a site of its own dir."""
+    root = mp.build("d10", tmp_path / "d10")
+    db_url = f"mysql://{site_db.user}:{site_db.password}@127.0.0.1:3306/{site_db.name}"
+    args = ["-r", str(root), "-l", "http://new.example.test", "si", "minimal", f"--db-url={db_url}", "-y"]
+    result = ok(drush(*args, "--sites-subdir=new.example.test", executable=str(root / "vendor/bin/drush")))
+    assert " * Create a sites/new.example.test/settings.php file\n * Create a sites/sites.php file\n" in result.stdout
+    sites_php = root / "web" / "sites" / "sites.php"
+    assert sites_php.read_bytes() == (root / "web" / "sites" / "example.sites.php").read_bytes()
+    assert f"'database' => '{site_db.name}'" in (root / "web/sites/new.example.test/settings.php").read_text()
+    assert not (root / "web" / "sites" / "default" / "settings.php").exists()
+
+
+def test_d7_site_install_with_a_port_copies_default_settings_php(tmp_path: Path, site_db: SiteDb) -> None:
+    """drush 8's drush_sitealias_local_site_path(): "seven.example.test:8088" becomes the directory name
+    "seven.example.test.8088", which does not exist, so site-install's own dir is sites/default; Drupal 7's
+    conf_path() still finds sites/seven.example.test (no sites.php needed) and installs there."""
+    root = mp.build("d7", tmp_path / "d7")
+    write_settings(root, "seven.example.test", site_db, 7, "salt")
+    before = tree(root)
+    args = ["--nocolor", "-r", str(root), "site-install", "standard", "-y"]
+    result = ok(drush("-l", "http://seven.example.test:8088", *args))
+    assert result.stdout.startswith("You are about to create a sites/default/settings.php file and DROP all tables")
+    stray = root / "sites" / "default" / "settings.php"
+    assert stray.read_bytes() == (root / "sites" / "default" / "default.settings.php").read_bytes()
+    assert tree(root) - before == {"sites/default/settings.php"} | _public_files(root, "seven.example.test", root)
+    status = json.loads(
+        ok(drush("-r", str(root), "-l", "http://seven.example.test:8088", "st", "--format=json")).stdout
+    )
+    assert status["site"] == "sites/seven.example.test" and status["bootstrap"] == "Successful"
+    stray.unlink()
+
+    for uri, extra in (
+        ("http://seven.example.test", ()),
+        ("http://seven.example.test:8088", ("--sites-subdir=seven.example.test",)),
+    ):
+        result = ok(drush("-l", uri, *args, *extra))
+        assert result.stdout.startswith("You are about to DROP all tables") and not stray.exists(), uri
+    # a sites.php key with drush's own form of the port also leads drush there
+    (root / "sites" / "sites.php").write_text("<?php\n$sites['seven.example.test.8088'] = 'seven.example.test';\n")
+    ok(drush("-l", "http://seven.example.test:8088", *args))
+    assert not stray.exists()
+
+
+def _public_files(docroot: Path, uri: str, root: Path) -> set[str]:
+    """What the installer writes under the site's own dir (public files)."""
+    site = docroot / "sites" / uri
+    return {str(p.relative_to(root)) for p in site.rglob("*")} - {str((site / "settings.php").relative_to(root))}

@@ -74,6 +74,8 @@ def test_each_kind_builds_small_fast_and_readable(kind: str, tmp_path: Path) -> 
     assert (docroot / "index.php").is_file()
     assert (docroot / "sites" / "default" / "default.settings.php").is_file()
     assert (docroot / "sites" / "example.sites.php").is_file()
+    assert not (docroot / "sites" / "sites.php").exists()  # as a fresh Drupal (composer project or tarball)
+    assert not (docroot / "sites" / "default" / "settings.php").exists()
     htaccess = (docroot / ".htaccess").read_text()
     for rule in (
         "RewriteEngine on",
