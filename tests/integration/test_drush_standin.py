@@ -699,3 +699,21 @@ def _public_files(docroot: Path, uri: str, root: Path) -> set[str]:
     """What the installer writes under the site's own dir (public files)."""
     site = docroot / "sites" / uri
     return {str(p.relative_to(root)) for p in site.rglob("*")} - {str((site / "settings.php").relative_to(root))}
+
+
+def test_d10_broken_profile_fails_half_way_with_drupals_backtrace(tmp_path: Path, site_db: SiteDb) -> None:
+    root = mp.build("d10-broken", tmp_path / "d10")
+    write_settings(root / "web", "broken.example.test", site_db, 10, "salt")
+    map_site(root / "web", "broken.example.test")
+    args = ["-r", str(root), "-l", "http://broken.example.test", "si", "broken", "--sites-subdir=broken.example.test"]
+    result = drush(*args, "-y", executable=str(root / "vendor/bin/drush"))
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith(" [error]")]
+    assert errors == [
+        " [error]  RuntimeException: broken profile: install failed half-way in broken_install() (line 18 of "
+        f"{root}/web/core/profiles/broken/broken.install) #0 {root}/web/core/lib/Drupal/Core/Extension/"
+        "ModuleHandler.php(388): broken_install()"
+    ]
+    trace = result.stderr.split(" [error]  ", 1)[1].splitlines()[1:]
+    assert len(trace) > 20 and trace[-1].endswith(" {main}") and all(re.match(r"#\d+ ", line) for line in trace)
+    assert "Installation complete" not in result.stderr and "config" in site_db.tables()

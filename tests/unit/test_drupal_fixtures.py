@@ -49,6 +49,7 @@ def test_kinds_are_the_documented_ones() -> None:
         "d7-updatefail",
         "d10",
         "d10-newer",
+        "d10-broken",
     }
     with pytest.raises(ValueError, match="unknown platform kind"):
         mp.spec("d6")
