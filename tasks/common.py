@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import signal
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
-from prefect import Task, task
+from prefect import Task, get_run_logger, task
 from prefect.client.schemas.objects import TaskRun
+from prefect.exceptions import MissingContextError
 from prefect.states import State
 
 from aegir.contexts import ContextBase
@@ -62,6 +65,41 @@ def record(ctx: ContextBase, **facts: Any) -> ContextBase:
     if not store().update(updated, facts):
         store().put(updated)
     return updated
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the core's logs in the run's log
+# ---------------------------------------------------------------------------------------------------------
+class RunLogBridge(logging.Handler):
+    """Records of the core's loggers (``aegir.*``: the core never imports Prefect) go to the log of the flow
+    or task run they happen in — e.g. the whole output of a failed drush command. Outside any run, warnings
+    and errors go to stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+            try:
+                logger = get_run_logger()
+            except MissingContextError:
+                if record.levelno >= logging.WARNING:
+                    sys.stderr.write(f"{record.levelname} {record.name}: {message}\n")
+                return
+            logger.log(record.levelno, "%s", message)
+        except Exception:  # noqa: BLE001 - logging must never break the task
+            self.handleError(record)
+
+
+def bridge_core_logs() -> None:
+    """Install :class:`RunLogBridge` on the ``aegir`` logger once (INFO and up; not propagated further, so a
+    record is not printed twice)."""
+    core = logging.getLogger("aegir")
+    if not any(isinstance(h, RunLogBridge) for h in core.handlers):
+        core.addHandler(RunLogBridge())
+        core.setLevel(logging.INFO)
+        core.propagate = False
+
+
+bridge_core_logs()
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -246,7 +246,9 @@ def discard_target(name: str, target: dict[str, str], planned: dict[str, str]) -
             http = http_service_for(tenv.web)
             if http.remove_vhost(transport, tenv.site.uri):
                 http.reload(transport)
-        site_files.update_sites_php(transport, tenv.docroot, tenv.site.uri, [])
+        site_files.unmap_sites_php(transport, tenv.docroot, tenv.site.uri)
+        if tenv.docroot == env.docroot and tenv.web.name == env.web.name:  # a rename: the live site's aliases back
+            site_files.update_sites_php(transport, env.docroot, env.site.uri, env.site.aliases)
 
 
 @step("switch-database")
@@ -405,7 +407,7 @@ def finish_migrate(name: str, target: dict[str, str], previous: dict[str, Any]) 
                 http.reload(transport)
                 removed.append(f"vhost {previous['uri']}")
         if previous["docroot"] != new_env.docroot or previous["uri"] != new.uri:
-            site_files.update_sites_php(transport, previous["docroot"], previous["uri"], [])
+            site_files.unmap_sites_php(transport, previous["docroot"], previous["uri"])
     if target["name"] != previous["name"] and current is not None:
         s.remove(current)  # renamed: the old name is gone (its backups moved with the record)
     get_run_logger().info("%s now on %s; removed: %s", new.name, new.platform, ", ".join(removed) or "nothing")

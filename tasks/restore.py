@@ -128,7 +128,7 @@ def switch_back(name: str, previous: dict[str, Any]) -> None:
             http = http_service_for(env.web)
             if http.remove_vhost(web, env.site.uri):
                 http.reload(web)
-            site_files.update_sites_php(web, env.docroot, env.site.uri, [])
+            site_files.unmap_sites_php(web, env.docroot, env.site.uri)
             record(env.site, status=previous["status"], db_name=None, db_user=None, db_password=None)
             return
         env = record_credentials(env, site_files.read_credentials(web, env.site_path), previous["status"])
@@ -192,7 +192,7 @@ def destroy_site(name: str, aside: str) -> list[str]:
         if web.exists(aside):
             web.remove_tree(aside)
             removed.append(env.site_path)
-        site_files.update_sites_php(web, env.docroot, env.site.uri, [])
+        site_files.unmap_sites_php(web, env.docroot, env.site.uri)
     record(env.site, status="deleted", db_name=None, db_user=None, db_password=None, packages=[])
     get_run_logger().info("deleted %s: %s", env.site.name, ", ".join(removed))
     return removed

@@ -291,7 +291,7 @@ def remove_site_files(name: str, path: str) -> None:
     env = site_env(name)
     with connected(env.web) as transport:
         transport.remove_tree(path)
-        site_files.update_sites_php(transport, env.docroot, env.site.uri, [])
+        site_files.unmap_sites_php(transport, env.docroot, env.site.uri)
 
 
 @step("drush-site-install")
@@ -302,7 +302,12 @@ def drush_site_install(name: str) -> None:
     mail = site.client_email or env.web.admin_email or f"webmaster@{site.uri}"
     with connected(env.web) as transport:
         out = env.drush(transport).site_install(
-            site.profile, site_name=site.uri, site_mail=mail, account_mail=mail, locale=site.language
+            site.profile,
+            sites_subdir=site.uri,
+            site_name=site.uri,
+            site_mail=mail,
+            account_mail=mail,
+            locale=site.language,
         )
     get_run_logger().info("drush: %s", " | ".join(line.strip() for line in out.splitlines() if line.strip()))
 

@@ -1,5 +1,6 @@
 """A site's files on its platform: directories with Aegir's modes, settings.php, the CLI credentials file,
-the hash salt and the platform's sites.php alias map. Everything goes through a Transport.
+the hash salt and the platform's sites.php map (every site, and its aliases). Everything goes through a
+Transport.
 """
 
 from __future__ import annotations
@@ -100,21 +101,44 @@ def read_credentials(transport: Transport, path: str) -> DbParams | None:
         return None
 
 
-def update_sites_php(transport: Transport, docroot: str, uri: str, aliases: Sequence[str]) -> bool:
-    """Map each alias to the site dir in ``sites/sites.php`` (Drupal 7+); other sites' lines are kept."""
+def _sites_php_lines(transport: Transport, docroot: str, uri: str, keys: Sequence[str]) -> tuple[str, str, list[str]]:
+    """``sites/sites.php`` of a docroot: its path, its text and its lines without those of the site ``uri``
+    (any line mapping to it) and without lines for ``keys`` (other sites' claims on the same names)."""
     path = posixpath.join(docroot, "sites", SITES_PHP)
     current = transport.read_file(path).decode() if transport.exists(path) else ""
     kept: list[str] = []
     for line in current.splitlines():
         m = _SITES_LINE.match(line)
-        if m and (m.group(2) == uri or m.group(1) in aliases):
+        if m and (m.group(2) == uri or m.group(1) in keys):
             continue
         if line.strip() in ("<?php", "") and not kept:
             continue
         kept.append(line)
-    lines = ["<?php", *kept, *(f"$sites['{a}'] = '{uri}';" for a in aliases)]
-    text = "\n".join(lines) + "\n"
-    if text == current or (not current and not aliases):
+    return path, current, kept
+
+
+def update_sites_php(transport: Transport, docroot: str, uri: str, aliases: Sequence[str]) -> bool:
+    """Map the site in ``sites/sites.php``: its own domain and each alias to ``sites/<uri>``; other sites'
+    lines are kept. Every site is mapped, as Aegir does: Drupal 8+ looks for ``sites/<uri>`` only when
+    ``sites/sites.php`` exists (``DrupalKernel::findSitePath``; without it every host is ``sites/default``),
+    and Drupal 7 takes the same map (its ``conf_path`` reads it when it is there). Returns whether it changed."""
+    names = [uri, *(a for a in aliases if a != uri)]
+    path, current, kept = _sites_php_lines(transport, docroot, uri, names)
+    text = "\n".join(["<?php", *kept, *(f"$sites['{name}'] = '{uri}';" for name in names)]) + "\n"
+    if text == current:
+        return False
+    transport.write_file(path, text, mode=0o644)
+    return True
+
+
+def unmap_sites_php(transport: Transport, docroot: str, uri: str) -> bool:
+    """Remove the site's lines (its domain and aliases) from ``sites/sites.php``; other sites' lines are kept
+    (the file stays, even empty: on Drupal 8+ its presence is what makes the other sites' dirs found)."""
+    path, current, kept = _sites_php_lines(transport, docroot, uri, [uri])
+    if not current:
+        return False
+    text = "\n".join(["<?php", *kept]) + "\n"
+    if text == current:
         return False
     transport.write_file(path, text, mode=0o644)
     return True

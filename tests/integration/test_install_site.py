@@ -157,6 +157,84 @@ def test_install_d10_composer_platform(hosting):
     assert follow_login(hosting.web, uri, link).status_code == 200
 
 
+def snapshot(root: Path) -> dict[str, str]:
+    """Every path under a platform's root with what it is (a dir, or a file's sha256)."""
+    import hashlib
+
+    return {
+        str(p.relative_to(root)): "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in root.rglob("*")
+    }
+
+
+def sites_php_map(docroot: Path) -> dict[str, str]:
+    path = docroot / "sites" / "sites.php"
+    text = path.read_text() if path.exists() else ""
+    return dict(re.findall(r"^\$sites\['([^']+)'\] = '([^']+)';$", text, re.MULTILINE))
+
+
+@pytest.mark.parametrize("kind", ["d7", "d10"])
+def test_tasks_write_nothing_outside_the_sites_dir_and_sites_php(hosting, kind):
+    """On a web server whose port is not 80 (drush gets ``-l http://URI:PORT``), install, verify, login-reset,
+    disable and enable leave the platform as it was but for sites/<uri> and sites/sites.php, which maps the
+    site (Drupal 8+ never looks for sites/<uri> without it); sites/default keeps only what the platform
+    shipped (drush's site-install takes its own dir from the uri: drush 8 with a port, drush 12+ always,
+    resolve to sites/default unless it is given --sites-subdir)."""
+    from flows.disable_enable import disable_site, enable_site
+    from flows.login_reset import login_reset
+    from flows.verify_site import verify_site
+
+    assert hosting.web.port != 80
+    platform = hosting.verified_platform(kind)
+    context = registry.load_platform(hosting.store, platform)
+    root, docroot = Path(context.root), Path(context.docroot)
+    sites = docroot.relative_to(root) / "sites"
+    before = snapshot(root)
+    name = hosting.site(platform)
+    uri = name[1:]
+
+    state = install(name)
+    assert state.is_completed(), state.message
+    assert follow_login(hosting.web, uri, state.result()["login_link"]).status_code == 200
+    for flow in (verify_site, login_reset, disable_site, enable_site):
+        done = flow(site=name, return_state=True)
+        assert done.is_completed(), done.message
+    hosting.web.wait_for(uri, status=200, text=uri)
+
+    after = snapshot(root)
+    changed = {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
+    outside = {p for p in changed if not (p == str(sites / uri) or p.startswith(f"{sites / uri}/"))}
+    assert outside == {str(sites / "sites.php")}
+    assert sorted(os.listdir(docroot / "sites" / "default")) == sorted(
+        p.rsplit("/", 1)[1] for p in before if p.startswith(f"{sites}/default/")
+    )
+    assert sites_php_map(docroot) == {uri: uri}
+
+
+def test_a_failing_drush_names_its_command_and_keeps_its_own_message(prefect_api, hosting, db_admin):
+    """drush 12+ prints the error, then a long backtrace: the flow's error names the drush command and carries
+    the error (its first lines and its last), and the run's log has drush's whole output."""
+    platform = hosting.verified_platform("d10-broken")
+    name = hosting.site(platform, profile="broken")
+    uri = name[1:]
+    result = aegir(prefect_api.env, "install", name)
+    assert result.returncode == 1
+    run_id = re.search(r"\(([0-9a-f-]{36})\)", result.stderr).group(1)
+    state = flow_run(prefect_api.url, run_id)["state"]
+    message = state["message"]
+    assert "drush site:install failed" in message
+    assert "RuntimeException: broken profile: install failed half-way in broken_install()" in message
+    assert "{main}" in message  # the last line too
+    assert re.search(rf"drush \S*-r \S+ -l http://{re.escape(uri)}:{hosting.web.port} site:install broken ", message)
+    assert "#12 " not in message  # not the backtrace
+    assert "broken profile: install failed half-way" in result.stderr
+    logs = flow_run_logs(prefect_api.url, run_id)
+    assert "RuntimeException: broken profile" in logs and "#23 " in logs and "{main}" in logs
+    for secret in (db_admin["db_password"],):
+        assert secret not in logs and secret not in message
+    assert "rolled back:" in message and hosting.load_site(name).status == "failed"
+
+
 def test_verify_site_is_idempotent_and_login_reset_gives_a_new_link(hosting, d7):
     from flows.login_reset import login_reset
     from flows.verify_site import verify_site

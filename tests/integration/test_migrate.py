@@ -253,3 +253,53 @@ def test_moving_only_the_database_switches_credentials_and_drops_the_old_one_las
     assert titles(hosting, name, 7) == ["Only the database moves"]
     assert after.operation is None and leftovers(hosting, d7, name[1:]) == [name[1:]]  # no hidden files
     hosting.web.wait_for(name[1:], status=200, text=name[1:])
+
+
+def test_a_drupal10_site_is_mapped_in_sites_php_through_its_life(prefect_api, hosting):
+    """Drupal 8+ finds sites/<uri> only through sites/sites.php (DrupalKernel::findSitePath): install maps the
+    site before drush site:install, verify puts a lost mapping back, migrate maps it on the target and drops it
+    from the source, rename and clone map their new domain, delete drops it; every step ends with the site
+    answering through the web server."""
+    from tests.integration.test_install_site import sites_php_map
+
+    first, second = hosting.verified_platform("d10"), hosting.verified_platform("d10")
+    docroot = {p: sites_dir(hosting, p).parent for p in (first, second)}
+    name = hosting.site(first)
+    uri = name[1:]
+    state = install(name)
+    assert state.is_completed(), state.message
+    assert sites_php_map(docroot[first]) == {uri: uri}
+
+    (docroot[first] / "sites" / "sites.php").unlink()  # drift: the site is no longer found
+    hosting.web.wait_for(uri, status=500)
+    assert aegir(prefect_api.env, "verify", name).returncode == 0
+    assert sites_php_map(docroot[first]) == {uri: uri}
+    hosting.web.wait_for(uri, status=200, text=uri)
+
+    done = aegir(prefect_api.env, "migrate", name, second)
+    assert done.returncode == 0, done.stderr
+    assert sites_php_map(docroot[second]) == {uri: uri} and sites_php_map(docroot[first]) == {}
+
+    new_uri = "renamed-" + uri
+    hosting.sites.append("@" + new_uri)
+    done = aegir(prefect_api.env, "rename", name, new_uri)
+    assert done.returncode == 0, done.stderr
+    assert sites_php_map(docroot[second]) == {new_uri: new_uri}
+    hosting.web.wait_for(new_uri, status=200, text=new_uri)
+    assert aegir(prefect_api.env, "backup", "@" + new_uri).returncode == 0
+    done = aegir(prefect_api.env, "restore", "@" + new_uri)
+    assert done.returncode == 0, done.stderr
+    assert sites_php_map(docroot[second]) == {new_uri: new_uri}
+
+    clone_uri = "clone-" + uri
+    hosting.sites.append("@" + clone_uri)
+    done = aegir(prefect_api.env, "clone", "@" + new_uri, clone_uri, first)
+    assert done.returncode == 0, done.stderr
+    assert sites_php_map(docroot[first]) == {clone_uri: clone_uri}
+    hosting.web.wait_for(clone_uri, status=200, text=clone_uri)
+
+    assert aegir(prefect_api.env, "disable", "@" + clone_uri).returncode == 0
+    done = aegir(prefect_api.env, "delete", "@" + clone_uri)
+    assert done.returncode == 0, done.stderr
+    assert sites_php_map(docroot[first]) == {} and sites_php_map(docroot[second]) == {new_uri: new_uri}
+    hosting.web.wait_for(new_uri, status=200, text=new_uri)

@@ -60,18 +60,32 @@ def test_salt_is_made_once(tmp_path):
     assert site.ensure_salt(t, str(path), None) is False and (path / site.SALT_FILE).read_text() == salt
 
 
-def test_sites_php_maps_aliases_and_keeps_other_sites(tmp_path):
+def test_sites_php_maps_every_site_and_its_aliases_and_keeps_other_sites(tmp_path):
+    """Drupal 8+ looks for sites/<uri> only through sites/sites.php: every site is mapped, aliases or not."""
     t = LocalTransport("localhost")
     (tmp_path / "sites").mkdir()
-    assert site.update_sites_php(t, str(tmp_path), "a.com", []) is False
-    assert not (tmp_path / "sites" / "sites.php").exists()
+    sites_php = tmp_path / "sites" / "sites.php"
+    assert site.unmap_sites_php(t, str(tmp_path), "a.com") is False and not sites_php.exists()
+    assert site.update_sites_php(t, str(tmp_path), "a.com", []) is True
+    assert sites_php.read_text() == "<?php\n$sites['a.com'] = 'a.com';\n"
+    assert site.update_sites_php(t, str(tmp_path), "a.com", []) is False  # unchanged: not rewritten
     site.update_sites_php(t, str(tmp_path), "a.com", ["www.a.com", "a.org"])
     site.update_sites_php(t, str(tmp_path), "b.com", ["www.b.com"])
     site.update_sites_php(t, str(tmp_path), "a.com", ["a.org"])
-    text = (tmp_path / "sites" / "sites.php").read_text()
-    assert text == "<?php\n$sites['www.b.com'] = 'b.com';\n$sites['a.org'] = 'a.com';\n"
+    assert sites_php.read_text() == (
+        "<?php\n$sites['b.com'] = 'b.com';\n$sites['www.b.com'] = 'b.com';\n"
+        "$sites['a.com'] = 'a.com';\n$sites['a.org'] = 'a.com';\n"
+    )
+    assert site.unmap_sites_php(t, str(tmp_path), "a.com") is True
+    assert sites_php.read_text() == "<?php\n$sites['b.com'] = 'b.com';\n$sites['www.b.com'] = 'b.com';\n"
+    assert site.unmap_sites_php(t, str(tmp_path), "b.com") is True
+    assert sites_php.read_text() == "<?php\n"  # kept: on Drupal 8+ its presence turns the dir lookup on
+    # a hand-written sites.php keeps its other lines
+    sites_php.write_text("<?php\n// local overrides\n$sites['x.test'] = 'x.test';\n")
     site.update_sites_php(t, str(tmp_path), "a.com", [])
-    assert "a.com" not in (tmp_path / "sites" / "sites.php").read_text()
+    assert (
+        sites_php.read_text() == "<?php\n// local overrides\n$sites['x.test'] = 'x.test';\n$sites['a.com'] = 'a.com';\n"
+    )
 
 
 def test_set_aside_path_is_hidden_from_drupals_host_lookup():
