@@ -243,6 +243,8 @@ def restore_previous(name: str, previous: dict[str, Any]) -> None:
         if previous["aside"] and transport.exists(previous["aside"]):
             transport.remove_tree(env.site_path)
             site_files.move_dir(transport, previous["aside"], env.site_path)
+            # remove-site-files took the site out of sites.php: without it Drupal 8+ would not find it
+            site_files.update_sites_php(transport, env.docroot, env.site.uri, env.site.aliases)
         env = record_credentials(env, site_files.read_credentials(transport, env.site_path), previous["status"])
         apply_vhost(env, transport, always_reload=False)
 

@@ -211,6 +211,21 @@ def test_tasks_write_nothing_outside_the_sites_dir_and_sites_php(hosting, kind):
     assert sites_php_map(docroot) == {uri: uri}
 
 
+def test_a_failed_reinstall_puts_the_drupal10_site_back_in_sites_php(hosting, monkeypatch):
+    platform = hosting.verified_platform("d10")
+    docroot = Path(registry.load_platform(hosting.store, platform).docroot)
+    name = hosting.site(platform)
+    uri = name[1:]
+    assert install(name).is_completed()
+    monkeypatch.setenv("AEGIR_FAULT", "probe-site:before:raise")
+    state = install(name, force_reinstall=True)
+    monkeypatch.delenv("AEGIR_FAULT")
+    assert state.is_failed() and "rolled back:" in state.message and "previous site restored" in state.message
+    assert sites_php_map(docroot) == {uri: uri}
+    hosting.web.wait_for(uri, status=200, text=uri)
+    assert hosting.load_site(name).status == "installed"
+
+
 def test_a_failing_drush_names_its_command_and_keeps_its_own_message(prefect_api, hosting, db_admin):
     """drush 12+ prints the error, then a long backtrace: the flow's error names the drush command and carries
     the error (its first lines and its last), and the run's log has drush's whole output."""
