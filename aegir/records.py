@@ -175,12 +175,11 @@ PROFILE_COLUMNS = ("name", "version")
 
 
 def state_markdown(ctx: ContextBase) -> str:
-    """The state of a context as the UI shows it (an artifact): its facts, then its tables."""
+    """The state of a context as the UI shows it (an artifact): its facts, then its tables. (Not the journal of
+    a running task: the UI shows running tasks as flow runs, and the page is renewed only when what it shows
+    changes.)"""
     lines = [f"# {ctx.name} ({ctx.context_type}): state", "", "Written by Aegir's tasks only.", ""]
     lines += [f"- **{f}**: {_cell(getattr(ctx, f, None))}" for f in SHOWN[ctx.context_type]]
-    if getattr(ctx, "operation", None):
-        op = ctx.operation or {}
-        lines.append(f"- **task under way**: {op.get('flow', '?')} ({op.get('phase', '?')}, run {op.get('flow_run')})")
     for title, attr, columns in (
         ("Backups", "backups", BACKUP_COLUMNS),
         ("Packages", "packages", PACKAGE_COLUMNS),

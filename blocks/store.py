@@ -68,8 +68,8 @@ def basic_auth(auth: str | None) -> tuple[str, str] | None:
 RETRY_STATUSES = (429, 502, 503)
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
 _REGISTERED: set[tuple[str, type]] = set()  # (API, block class) whose type and schema this process registered
-# what changes in the state page (artifact) people read: not the journal of a running task, nor a verify's time
-_UNSHOWN_STATE = {"operation", "verified"}
+# what the state page (artifact) people read does not show: the journal of a running task
+_UNSHOWN_STATE = {"operation"}
 
 
 def _block_class(context_type: str, state: bool) -> Any:
