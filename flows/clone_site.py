@@ -39,10 +39,11 @@ def clone_site(site: str, new_uri: str, platform: str | None = None, db_server: 
         planned = steps.plan_target(name, target)
         op.push("clone dir, database and vhost removed", steps.discard_target, name, target, planned)
         steps.deploy_target(name, archive, target, planned)
-        # 4. Paths of the old domain in content; updatedb (another platform's code); caches.
+        # 4. Paths of the old domain in content; updatedb (another platform's code, or the same code when the
+        #    database is behind it); caches.
         steps.rename_fixups(name, target, previous["uri"])
         other_code = target["platform"] != previous["platform"]
-        if not (other_code and steps.updatedb(name, target)):
+        if not steps.updatedb(name, target, when_behind=not other_code):
             steps.target_cache_clear(name, target)
         # 5. The clone's vhost, verified through the web server; the source still answers as before.
         steps.target_vhost(name, target)

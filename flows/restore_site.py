@@ -16,14 +16,15 @@ SAFETY = "Generated before being restored to a previous version"
 
 @task_flow(name="restore-site", flow_run_name="restore-site {site} {backup}")
 def restore_site(site: str, backup: str = "latest") -> dict[str, Any]:
-    """Restore a site from one of its backups: safety backup first, new database, switch, verify, cleanup.
+    """Restore a site from one of its backups: safety backup first, new database, switch, updatedb when the
+    backup is behind the platform's code (refused before anything changes when it is ahead), verify, cleanup.
 
     Args:
         site: the site context name, e.g. @example.com
         backup: a backup id (aegir backups @site) or latest
     """
     name = sites.site_env(site).site.name
-    with site_operation(name, "restore-site", steps=15) as op:
+    with site_operation(name, "restore-site", steps=16) as op:
         if op.resumed == "completed":  # this run was interrupted after its point of no return: finished now
             return sites.record_verified(name)
         # 1. The backup belongs to this site and its archive is intact: checked before anything is touched.
@@ -42,8 +43,10 @@ def restore_site(site: str, backup: str = "latest") -> dict[str, Any]:
         previous = steps.plan_switch(name, plan)
         op.push("previous site dir and database credentials back", steps.switch_back, name, previous)
         steps.switch_site(name, previous)
-        # 5. settings.php, credentials, modes from the record; the vhost; one reload.
+        # 5. settings.php, credentials, modes from the record; updatedb when the restored database is behind
+        #    the platform's code (before the vhost hands its credentials to PHP); the vhost; one reload.
         sites.write_site_files(name)
+        steps.updatedb_when_behind(name)
         sites.write_vhost(name)
         # 6. Online again (the restored database may hold maintenance mode), checked through the web server.
         steps.maintenance_mode(name, False)

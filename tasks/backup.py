@@ -20,7 +20,7 @@ from aegir.transport.local import LocalTransport
 
 from .common import record, step, store
 from .operation import Operation, db_slot
-from .site import SiteEnv, site_env
+from .site import SiteEnv, read_packages, site_env
 
 ON_REQUEST = "Generated on request"
 
@@ -28,6 +28,19 @@ ON_REQUEST = "Generated on request"
 def backup_server(env: SiteEnv) -> ServerContext:
     """Backups live on the master (Aegir's spoke model): the web server itself when it is this machine."""
     return env.web if env.web.is_local else registry.load_server(store(), MASTER)
+
+
+def _packages_now(env: SiteEnv) -> list[dict[str, Any]]:
+    """The packages the dump will hold — its schema versions, read from the database just before it is
+    dumped — so that a restore can tell, before it touches anything, whether the backup is behind the code it
+    goes onto (updatedb) or ahead of it (refused). The recorded ones if the database cannot be read."""
+    try:
+        return read_packages(env)
+    except Exception as e:  # noqa: BLE001 - the dump decides whether the backup fails
+        get_run_logger().warning(
+            "%s: packages not read from its database (%s): the manifest lists the recorded ones", env.site.name, e
+        )
+        return env.site.packages
 
 
 @step("backup-archive")
@@ -44,7 +57,7 @@ def backup_archive(name: str, reason: str, compression: str | None = None, pinne
         "uri": env.site.uri,
         "platform": env.platform.name,
         "drupal_version": env.platform.drupal_version,
-        "packages": env.site.packages,
+        "packages": _packages_now(env),
         "db_name": env.site.db_name,
         "reason": reason,
     }

@@ -14,10 +14,9 @@ from aegir import registry
 from aegir.archive import delete_archive
 from aegir.contexts import SiteContext, check_hostname
 from aegir.drupal import site as site_files
-from aegir.drupal.compare import compare_site
+from aegir.drupal.compare import Comparison, compare_site, format_table
 from aegir.drupal.rename import content_columns, site_name_fix, statements
 from aegir.drupal.scan import scan_platform
-from aegir.drupal.sitedb import site_packages
 from aegir.errors import AegirError, InputError
 from aegir.services.db import MysqlService, SiteDatabases
 from aegir.services.http import http_service_for
@@ -26,7 +25,7 @@ from aegir.transport.factory import connected
 from . import deploy
 from .common import TRANSIENT_RETRIES, record, step, store
 from .platform import platform_and_server
-from .site import SiteEnv, apply_vhost, probe, site_env, stamp, write_files
+from .site import SiteEnv, apply_vhost, probe, read_packages, site_env, stamp, write_files
 
 
 def _fresh_scan(platform_name: str) -> tuple[Any, Any]:
@@ -35,35 +34,53 @@ def _fresh_scan(platform_name: str) -> tuple[Any, Any]:
         return platform, scan_platform(transport, platform.root)
 
 
+def fresh_scan(platform_name: str) -> Any:
+    """A fresh scan (``PlatformScan``) of a platform's code."""
+    return _fresh_scan(platform_name)[1]
+
+
+def compare_with(env: SiteEnv, site_pkgs: list[dict[str, Any]], target_scan: Any) -> Comparison:
+    """The site's packages (from its database, or a backup's manifest) against a platform's scan."""
+    return compare_site(site_pkgs, target_scan.package_dicts(), env.site.profile, target_scan.profile_dicts())
+
+
+def publish_comparison(
+    env: SiteEnv, platform_name: str, target_scan: Any, comparison: Comparison, what: str = ""
+) -> str:
+    """The comparison as the table artifact ``compare-<site>`` and the run's log; returns its summary line."""
+    summary = f"{what or env.site.name} → {platform_name} (Drupal {target_scan.core_version}): {comparison.summary()}"
+    create_table_artifact(
+        key=f"compare-{env.site.slug}",
+        table=comparison.rows(),
+        description=summary + ("" if comparison.ok else " — REFUSED: " + refusal(comparison)),
+    )
+    get_run_logger().info("%s\n%s", summary, format_table(comparison, changed_only=True))
+    return summary
+
+
+def refusal(comparison: Comparison) -> str:
+    """The error rows of a comparison, one line."""
+    return "; ".join(f"{c.name}: {c.reason}" for c in comparison.errors)
+
+
 @step("compare-packages", **TRANSIENT_RETRIES)
-def compare_packages(name: str, target: str) -> dict[str, Any]:
+def compare_packages(name: str, target: str, same_platform: bool = False) -> dict[str, Any]:
     """Pre-flight: the site's enabled packages — read fresh from its database, versions from a fresh scan of
-    its platform — against a fresh scan of the target platform. Table artifact ``compare-<site>``."""
+    its platform — against a fresh scan of the target platform. Table artifact ``compare-<site>``.
+    ``same_platform``: the target may be the site's own platform (a clone: are its updates pending?)."""
     env = site_env(name)
     target_platform, target_scan = _fresh_scan(target)
-    if target_platform.name == env.platform.name:
+    if target_platform.name == env.platform.name and not same_platform:
         raise InputError("platform", f"{env.site.name} is already on {target_platform.name}")
-    _, current_scan = _fresh_scan(env.platform.name)
+    current_scan = target_scan if target_platform.name == env.platform.name else fresh_scan(env.platform.name)
     if target_scan.major != current_scan.major:
         raise InputError(
             "platform",
             f"{target_platform.name} is Drupal {target_scan.major}, {env.site.name} runs Drupal {current_scan.major}: "
             "a major upgrade is a content migration, not a platform migrate",
         )
-    service = MysqlService(env.db)
-    with service.connect(env.site.db_name) as conn:
-        packages = site_packages(
-            lambda sql, *args: service.execute(conn, sql, args), current_scan.major, current_scan.package_dicts()
-        )
-    comparison = compare_site(packages, target_scan.package_dicts(), env.site.profile, target_scan.profile_dicts())
-    summary = f"{env.site.name} → {target_platform.name} (Drupal {target_scan.core_version}): {comparison.summary()}"
-    create_table_artifact(
-        key=f"compare-{env.site.slug}",
-        table=comparison.rows(),
-        description=summary
-        + ("" if comparison.ok else " — REFUSED: " + "; ".join(f"{c.name}: {c.reason}" for c in comparison.errors)),
-    )
-    get_run_logger().info("%s", summary)
+    comparison = compare_with(env, read_packages(env, current_scan.package_dicts()), target_scan)
+    publish_comparison(env, target_platform.name, target_scan, comparison)
     return {
         "site": env.site.name,
         "platform": target_platform.name,
@@ -74,7 +91,26 @@ def compare_packages(name: str, target: str) -> dict[str, Any]:
         "summary": comparison.summary(),
         "counts": comparison.counts(),
         "changes": comparison.rows(),
+        "updates_pending": comparison.updates_pending,
     }
+
+
+def updatedb_when_behind(env: SiteEnv, what: str) -> bool:
+    """Only when the site's database is behind its platform's code (a fresh comparison of the two): ``drush
+    updatedb``; a database ahead of the code (a schema downgrade) is an error. Returns whether the caches were
+    cleared (updatedb does after running updates)."""
+    scan = fresh_scan(env.platform.name)
+    comparison = compare_with(env, read_packages(env, scan.package_dicts()), scan)
+    if not comparison.ok:
+        publish_comparison(env, env.platform.name, scan, comparison, what)
+        raise AegirError(f"{what} is ahead of the code of {env.platform.name}: {refusal(comparison)}")
+    if not comparison.updates_pending:
+        get_run_logger().info("%s: no updates pending on %s", what, env.platform.name)
+        return False
+    with connected(env.web) as transport:
+        out, cleared = env.drush(transport).updatedb()
+    get_run_logger().info("updatedb on %s: %s", env.site.uri, " | ".join(out.strip().splitlines()[-3:]))
+    return cleared
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -172,11 +208,13 @@ def validate_migrate(
 
 @step("preflight")
 def preflight(name: str, target: dict[str, str]) -> str | None:
-    """On another platform: the package comparison (compare-packages); an error refuses the target before
-    anything is touched. Returns the comparison's summary (None on the same platform)."""
-    if target["platform"] == site_env(name).platform.name:
+    """On another platform — and for a clone, on the same one too — the package comparison
+    (compare-packages); an error refuses the target before anything is touched. Returns the comparison's
+    summary (None for a migrate on the same platform)."""
+    same = target["platform"] == site_env(name).platform.name
+    if same and not target.get("clone"):
         return None
-    comparison = compare_packages.fn(name, target["platform"])
+    comparison = compare_packages.fn(name, target["platform"], same_platform=same)
     if not comparison["ok"]:
         errors = [f"{c['name']}: {c['reason']}" for c in comparison["changes"] if c["status"] == "error"]
         raise InputError("platform", f"the pre-flight refuses {target['platform']}: {'; '.join(errors)}")
@@ -263,10 +301,13 @@ def switch_database(name: str, planned: dict[str, str]) -> None:
 
 
 @step("updatedb")
-def updatedb(name: str, target: dict[str, str]) -> bool:
-    """drush updatedb on the target (the new platform's code against the imported database). Returns whether
-    it cleared the caches (drush does after running updates): then no separate cache clear is needed."""
+def updatedb(name: str, target: dict[str, str], when_behind: bool = False) -> bool:
+    """drush updatedb on the target (the new platform's code against the imported database) — with
+    ``when_behind`` only if the imported database is behind that code (a clone on its own platform). Returns
+    whether it cleared the caches (drush does after running updates): then no separate cache clear is needed."""
     tenv = target_env(name, target)
+    if when_behind:
+        return updatedb_when_behind(tenv, tenv.site.name)
     with connected(tenv.web) as transport:
         out, cleared = tenv.drush(transport).updatedb()
     get_run_logger().info("updatedb on %s: %s", tenv.site.uri, " | ".join(out.strip().splitlines()[-3:]))

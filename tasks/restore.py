@@ -15,7 +15,7 @@ from aegir.services.db import MysqlService, SiteDatabases
 from aegir.services.http import http_service_for
 from aegir.transport.factory import connected
 
-from . import deploy
+from . import deploy, migrate
 from .common import record, step
 from .site import SiteEnv, apply_vhost, record_credentials, remove_previous_site, site_env, stamp
 
@@ -47,7 +47,33 @@ def validate_restore(name: str, backup_id: str) -> dict[str, Any]:
         raise InputError("backup", f"{entry['id']} is a backup of {manifest.get('uri')!r}, not of {env.site.uri}")
     MysqlService(env.db).version()
     get_run_logger().info("backup %s verified (%s, %d bytes)", entry["id"], entry["file"], entry["size"])
+    check_schemas(env, entry["id"], manifest)
     return {k: entry[k] for k in ("id", "file", "sha256")}
+
+
+def check_schemas(env: SiteEnv, backup_id: str, manifest: dict[str, Any]) -> None:
+    """The backup's schemas (its manifest's packages) against a fresh scan of the platform's code, before
+    anything is touched (Aegir's deploy check): a database ahead of the code — a schema downgrade, Drupal
+    cannot go back — is refused with the comparison (table artifact ``compare-<site>``); one behind it gets
+    ``drush updatedb`` after the switch (``updatedb-when-behind``, which reads the restored database itself)."""
+    logger = get_run_logger()
+    packages = manifest.get("packages") or []
+    if not packages:
+        logger.warning("backup %s lists no packages: its schemas are checked once it is deployed", backup_id)
+        return
+    scan = migrate.fresh_scan(env.platform.name)
+    comparison = migrate.compare_with(env, packages, scan)
+    what = f"backup {backup_id} of {env.site.name}"
+    migrate.publish_comparison(env, env.platform.name, scan, comparison, what)
+    if not comparison.ok:
+        raise InputError(
+            "backup",
+            f"{backup_id} holds a database from newer code than {env.platform.name} (Drupal {scan.core_version}): "
+            f"{migrate.refusal(comparison)} — Drupal cannot go back to older code; refused, nothing changed "
+            f"(the comparison: aegir compare's table, artifact compare-{env.site.slug})",
+        )
+    if comparison.updates_pending:
+        logger.info("%s is behind the code of %s: updatedb runs after the switch", what, env.platform.name)
 
 
 @step("maintenance-mode")
@@ -133,6 +159,14 @@ def switch_back(name: str, previous: dict[str, Any]) -> None:
             return
         env = record_credentials(env, site_files.read_credentials(web, env.site_path), previous["status"])
         apply_vhost(env, web, always_reload=False)
+
+
+@step("updatedb-when-behind")
+def updatedb_when_behind(name: str) -> bool:
+    """drush updatedb on the restored database when it is behind the platform's code (as a migrate's deploy
+    does); a database ahead of the code fails the restore (rolled back). Returns whether caches were cleared."""
+    env = site_env(name)
+    return migrate.updatedb_when_behind(env, f"the restored database of {env.site.name}")
 
 
 @step("remove-previous")

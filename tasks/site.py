@@ -388,13 +388,23 @@ def probe_site(name: str, enabled: bool = True) -> dict[str, Any]:
     return probe(site_env(name), enabled)
 
 
+def read_packages(env: SiteEnv, platform_packages: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The site's modules and themes as its database has them now (status, schema version, the post-updates
+    run), versions from ``platform_packages`` (default: the platform's recorded scan)."""
+    service = MysqlService(env.db)
+    with service.connect(env.site.db_name) as conn:
+        return site_packages(
+            lambda sql, *args: service.execute(conn, sql, args),
+            env.major,
+            env.platform.packages if platform_packages is None else platform_packages,
+        )
+
+
 @step("record-packages", **TRANSIENT_RETRIES)
 def record_packages(name: str) -> int:
     """The site's modules and themes from its database (status, schema version), versions from the platform."""
     env = site_env(name)
-    service = MysqlService(env.db)
-    with service.connect(env.site.db_name) as conn:
-        packages = site_packages(lambda sql, *args: service.execute(conn, sql, args), env.major, env.platform.packages)
+    packages = read_packages(env)
     record(env.site, packages=packages)
     enabled = sum(1 for p in packages if p["status"] == "enabled")
     get_run_logger().info("%s: %d packages, %d enabled", env.site.uri, len(packages), enabled)

@@ -7,9 +7,16 @@ Pure: plain dicts in (the site's packages from ``sitedb.site_packages``, the tar
 * site-local (in the site's own directory): moves with the site → ``no change``;
 * missing on the target → ``warning``;
 * target schema > 0 and the site's schema above it → ``error`` (Drupal cannot go back: refuses the migrate);
+* the site's schema below the target's ``hook_update_last_removed()`` → ``error`` (Drupal 8+ refuses to
+  update it: "too old to update, update to an intermediate version first");
 * target version lower than the current one → ``warning``;
-* target version higher, or target schema above the site's (updates pending) → ``upgrade``;
+* target version higher, target schema above the site's, or (Drupal 8+) post-update functions on the target
+  the site has not run (updates pending) → ``upgrade``;
 * otherwise ``no change``.
+
+The target's schema for a module is what a fresh install of it records (``scan``: for Drupal 8+ at least its
+``hook_update_last_removed()``), so a site and its own platform always agree. ``Comparison.updates_pending``
+says whether ``drush updatedb`` has anything to do on the target.
 
 Versions are compared only when both are known (``None``, ``""`` and ``Unknown`` are not: "unknown"
 against a release says nothing about up or down); schemas always are.
@@ -52,6 +59,7 @@ class PackageChange:
     current_schema: int
     target_schema: int | None  # None when missing on the target
     reason: str
+    post_updates_pending: tuple[str, ...] = ()  # Drupal 8+: post-update functions the site has not run
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,17 @@ class Comparison:
         """No errors (an unresolved profile is an error row): the migrate may go ahead."""
         return not self.errors
 
+    @property
+    def updates_pending(self) -> bool:
+        """Whether ``drush updatedb`` on the target has work: a module whose target schema is above the site's,
+        or post-update functions not run yet."""
+        return any(
+            c.post_updates_pending
+            or (c.type == "module" and c.target_schema is not None and c.target_schema > c.current_schema)
+            for c in self.changes
+            if c.status != "error"
+        )
+
     def counts(self) -> dict[str, int]:
         """Status → number of rows, all four statuses present (in severity order)."""
         out = dict.fromkeys(STATUSES, 0)
@@ -82,7 +101,7 @@ class Comparison:
 
     def rows(self) -> list[dict[str, Any]]:
         """JSON-able dicts, one per row, keys in field order (``--json`` and table artifacts)."""
-        return [asdict(c) for c in self.changes]
+        return [{**asdict(c), "post_updates_pending": list(c.post_updates_pending)} for c in self.changes]
 
     def summary(self) -> str:
         """``1 error, 2 warnings, 3 upgrades, 40 no change``."""
@@ -143,9 +162,15 @@ def _compare_package(site: Mapping[str, Any], target: Mapping[str, Any] | None, 
     current_schema = int(site.get("schema_version") or 0)
 
     def change(
-        status: Status, reason: str, target_version: str | None = None, target_schema: int | None = None
+        status: Status,
+        reason: str,
+        target_version: str | None = None,
+        target_schema: int | None = None,
+        post: tuple[str, ...] = (),
     ) -> PackageChange:
-        return PackageChange(name, kind, status, current_version, target_version, current_schema, target_schema, reason)
+        return PackageChange(
+            name, kind, status, current_version, target_version, current_schema, target_schema, reason, post
+        )
 
     if site.get("site_local"):
         return change("no change", SITE_LOCAL_REASON, current_version, current_schema)
@@ -160,17 +185,29 @@ def _compare_package(site: Mapping[str, Any], target: Mapping[str, Any] | None, 
     if target_schema > 0 and current_schema > target_schema:
         reason = f"schema downgrade: site has schema {current_schema}, target provides {target_schema}"
         return change("error", reason, target_version, target_schema)
+    last_removed = int(target.get("last_removed") or 0)
+    if kind == "module" and 0 < current_schema < last_removed:
+        reason = (
+            f"too old to update: site has schema {current_schema}, the target removed the updates up to "
+            f"{last_removed} (update to an intermediate version first)"
+        )
+        return change("error", reason, target_version, target_schema)
+    # post-updates are compared only when the site's record lists the ones it ran (Drupal 8+)
+    ran = site.get("post_updates")
+    post = tuple(sorted(set(target.get("post_updates") or ()) - set(ran))) if isinstance(ran, list) else ()
     direction = _cmp(current_version, target_version)
     if direction < 0:
         reason = f"version lower on the target: {current_version} → {target_version}"
-        return change("warning", reason, target_version, target_schema)
+        return change("warning", reason, target_version, target_schema, post)
     reasons = []
     if direction > 0:
         reasons.append(_version_change(current_version, target_version))
     if target_schema > current_schema:
         reasons.append(f"updates pending: schema {current_schema} → {target_schema}")
+    if post:
+        reasons.append(f"post-updates pending: {', '.join(post)}")
     if reasons:
-        return change("upgrade", "; ".join(reasons), target_version, target_schema)
+        return change("upgrade", "; ".join(reasons), target_version, target_schema, post)
     return change("no change", "", target_version, target_schema)
 
 

@@ -5,9 +5,17 @@ Everything is gathered with ONE command on the target (``sh -c SCRIPT sh ROOT``;
 the root only ever arrives as ``$1``): it finds the docroot (``ROOT``, ``ROOT/web`` or ``ROOT/docroot``),
 lists the site directories and ``*.module``/``*.engine``/profile ``*.po`` names, checks that ``sites/`` is
 writable, and streams the small files whose content matters (``*.info``, ``*.info.yml``, ``*.install``,
-``includes/bootstrap.inc``, ``core/lib/Drupal.php``) as an uncompressed tar. Stdout is a sequence of
-NUL-terminated tokens (tags start with ``@``; no path the script prints can) ending with ``@tar`` and the
-tar stream.
+``*.post_update.php``, ``includes/bootstrap.inc``, ``core/lib/Drupal.php``) as an uncompressed tar. Stdout
+is a sequence of NUL-terminated tokens (tags start with ``@``; no path the script prints can) ending with
+``@tar`` and the tar stream.
+
+Schema versions are what Drupal records for a fresh install of the module (so that a site and its platform
+agree): Drupal 6/7 the highest ``hook_update_N``; Drupal 8+ ``max(CORE_MINIMUM_SCHEMA_VERSION, highest
+hook_update_N, hook_update_last_removed())`` (``ModuleInstaller::install``: Drupal 10 removed the updates of
+8 and 9, so block has no ``hook_update_N`` left and records ``block_update_last_removed()``, 8003). Drupal 8+
+packages also carry their ``hook_post_update_NAME`` functions and ``hook_removed_post_updates()``. Hidden and
+required modules and themes are scanned like any other (``path_alias`` is hidden, required and enabled on
+every Drupal 10 site); only hidden install profiles are left out.
 """
 
 from __future__ import annotations
@@ -106,7 +114,7 @@ printf '@tar\0'
     + _PRUNE
     + r""" -o -type f -size -"""
     + str(MAX_CONTENT_BYTES + 1)
-    + r"""c \( -name '*.info' -o -name '*.info.yml' -o -name '*.install' \) -print0
+    + r"""c \( -name '*.info' -o -name '*.info.yml' -o -name '*.install' -o -name '*.post_update.php' \) -print0
   fi
 } | tar --null --no-recursion --dereference --hard-dereference --ignore-failed-read -T - -cf -
 rc=$?
@@ -205,6 +213,10 @@ class Package:
     path: str  # relative to the docroot: the .module (D7 module), .info (D7 theme), .info.yml (D8+), .engine
     title: str | None = None
     description: str | None = None
+    hidden: bool = False
+    last_removed: int | None = None  # Drupal 8+ hook_update_last_removed(): sites below it cannot be updated
+    post_updates: list[str] = field(default_factory=list)  # Drupal 8+ <name>_post_update_NAME functions
+    removed_post_updates: list[str] = field(default_factory=list)  # ... listed in hook_removed_post_updates()
 
 
 @dataclass
@@ -285,16 +297,52 @@ def core_version(transport: Transport, docroot: str) -> tuple[int, str]:
 _BLOCK_COMMENT = re.compile(r"^[ \t]*/\*.*?\*/", re.MULTILINE | re.DOTALL)
 
 
+def _code(php: str) -> str:
+    return _BLOCK_COMMENT.sub("", php)
+
+
+def _function_body(code: str, function: str) -> str | None:
+    """The text of ``function <function>(…) [: type] {`` up to the first ``}`` at the start of a line (how
+    Drupal's coding standard closes a top-level function), or None."""
+    m = re.search(rf"^[ \t]*function\s+&?{re.escape(function)}\s*\([^)]*\)[^{{;]*\{{", code, re.MULTILINE)
+    if m is None:
+        return None
+    end = re.compile(r"^\}", re.MULTILINE).search(code, m.end())
+    return code[m.end() : end.start() if end else len(code)]
+
+
+def last_removed_of(install_php: str, module: str) -> int | None:
+    """What ``<module>_update_last_removed()`` returns (``return 8003;``), or None."""
+    body = _function_body(_code(install_php), f"{module}_update_last_removed")
+    m = re.search(r"\breturn\s+(\d+)\s*;", body or "")
+    return int(m.group(1)) if m else None
+
+
 def schema_version_of(install_php: str, module: str, major: int, floor: int | None = None) -> int:
-    """The highest N of ``function <module>_update_N(`` at the start of a line of a .install file (so
-    ``//``/``#`` lines and ``/* … */`` blocks opened at the start of a line do not count). At least 0 for
-    Drupal 6/7 and 8000 for Drupal 8+ (``CORE_MINIMUM_SCHEMA_VERSION``: what a site records for a module
-    without updates, so platform and site agree), unless ``floor`` says otherwise."""
+    """The schema version a fresh install of the module records: the highest N of ``function
+    <module>_update_N(`` at the start of a line of its .install file (so ``//``/``#`` lines and ``/* … */``
+    blocks opened at the start of a line do not count); at least 0 for Drupal 6/7, and for Drupal 8+ at
+    least 8000 (``CORE_MINIMUM_SCHEMA_VERSION``, unless ``floor`` says otherwise) and at least what
+    ``hook_update_last_removed()`` returns (``ModuleInstaller::install`` records ``max(…)`` of the three)."""
     if floor is None:
         floor = 0 if major < 8 else D8_MINIMUM_SCHEMA
-    code = _BLOCK_COMMENT.sub("", install_php)
+    code = _code(install_php)
     pattern = re.compile(rf"^[ \t]*function\s+&?{re.escape(module)}_update_(\d+)\s*\(", re.MULTILINE)
-    return max([floor, *(int(n) for n in pattern.findall(code))])
+    numbers = [floor, *(int(n) for n in pattern.findall(code))]
+    if major >= 8:
+        numbers.append(last_removed_of(install_php, module) or 0)
+    return max(numbers)
+
+
+def post_updates_of(post_update_php: str, name: str) -> tuple[list[str], list[str]]:
+    """(the ``<name>_post_update_NAME`` functions defined, the function names ``<name>_removed_post_updates()``
+    lists) of a ``<name>.post_update.php``, each sorted."""
+    code = _code(post_update_php)
+    prefix = re.escape(f"{name}_post_update_")
+    defined = re.findall(rf"^[ \t]*function\s+&?({prefix}\w+)\s*\(", code, re.MULTILINE)
+    body = _function_body(code, f"{name}_removed_post_updates") or ""
+    removed = re.findall(rf"""['"]({prefix}\w+)['"]\s*=>""", body)
+    return sorted(set(defined)), sorted(set(removed))
 
 
 # -- .info (Drupal 6/7) -------------------------------------------------------------------------------------
@@ -726,11 +774,36 @@ class _Builder:
             return 0 if self.major < 8 else self.min_schema
         return schema_version_of(data.decode("utf-8", errors="replace"), name, self.major, floor=self.min_schema)
 
+    def updates(self, directory: str, name: str) -> tuple[int | None, list[str], list[str]]:
+        """Drupal 8+: (hook_update_last_removed(), post-update functions, removed post-update functions)."""
+        if self.major < 8:
+            return None, [], []
+        install = self.raw.files.get(posixpath.join(directory, f"{name}.install"))
+        last_removed = last_removed_of(install.decode("utf-8", errors="replace"), name) if install else None
+        post = self.raw.files.get(posixpath.join(directory, f"{name}.post_update.php"))
+        defined, removed = post_updates_of(post.decode("utf-8", errors="replace"), name) if post else ([], [])
+        return last_removed, defined, removed
+
     def add(self, kind: str, name: str, path: str, scope: str, info: dict[str, Any] | None) -> None:
         info = info or {}
-        schema = self.schema(posixpath.dirname(path), name) if kind == "module" else 0
+        directory = posixpath.dirname(path)
+        schema = self.schema(directory, name) if kind == "module" else 0
         version = self.version_of(info, path) if info else (self.version if scope == "base" else None)
-        pkg = Package(name, kind, version, schema, scope, path, _text(info.get("name")), _text(info.get("description")))
+        last_removed, post, removed = self.updates(directory, name) if kind in ("module", "theme") else (None, [], [])
+        pkg = Package(
+            name,
+            kind,
+            version,
+            schema,
+            scope,
+            path,
+            _text(info.get("name")),
+            _text(info.get("description")),
+            hidden=not _php_empty(info.get("hidden")),
+            last_removed=last_removed if kind == "module" else None,
+            post_updates=post,
+            removed_post_updates=removed,
+        )
         self.packages.setdefault((kind, name, scope), pkg)
 
     def scope(self, path: str, profile_dirs: dict[str, str]) -> str:
@@ -774,7 +847,7 @@ class _Builder:
             if path.endswith(".module") and area[0] == "modules":
                 name = base[: -len(".module")]
                 info = self.info(posixpath.join(directory, f"{name}.info"))
-                if info is not None and _php_empty(info.get("hidden")):
+                if info is not None:
                     self.add("module", name, path, area[1], info)
             elif path.endswith(".engine") and area[0] == "themes":
                 name = base[: -len(".engine")]
@@ -788,7 +861,7 @@ class _Builder:
             if posixpath.join(directory, f"{name}.module") in self.names:
                 continue  # a module kept among the themes is not a theme
             info = self.info(path)
-            if info is not None and _php_empty(info.get("hidden")):
+            if info is not None:
                 self.add("theme", name, path, area[1], info)
         return self.profiles(profile_infos)
 
@@ -803,7 +876,7 @@ class _Builder:
         profile_dirs = {posixpath.dirname(p): n for p, n, _ in profile_infos}
         for path, name, info in infos:
             kind = info.get("type")
-            if kind not in ("module", "theme") or not _php_empty(info.get("hidden")):
+            if kind not in ("module", "theme"):
                 continue
             self.add(kind, name, path, self.scope(path, profile_dirs), info)
         for path in sorted(self.names):

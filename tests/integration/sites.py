@@ -3,7 +3,9 @@ with the real MariaDB, sample platforms from tests/fixtures/drupal, and cleanup 
 
 from __future__ import annotations
 
+import shutil
 import stat
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,3 +116,45 @@ def enable_d7_module(db: str, module: str, schema_version: int) -> None:
             assert changed == 1, f"{module} is not in {db}.system"
     finally:
         conn.close()
+
+
+def replace_code(root: str | Path, kind: str) -> None:
+    """The platform's code replaced in place by that of another sample ``kind`` of the same layout — as an
+    admin updating (or rolling back) a platform's core — with its site directories left as they are."""
+    root = Path(root)
+    fresh = make_platforms.build(kind, root.with_name(root.name + ".code"))
+    try:
+        shutil.copytree(fresh, root, dirs_exist_ok=True)
+    finally:
+        shutil.rmtree(fresh)
+
+
+def schemas(db: str, major: int) -> dict[str, int]:
+    """The installed schema version of each enabled module (``system`` table / ``key_value`` system.schema)."""
+    from aegir.drupal import phpserial
+
+    if major == 7:
+        rows = query_site(db, "SELECT name, schema_version FROM system WHERE type = 'module' AND status = 1")
+        return {str(n): int(v) for n, v in rows}
+    rows = query_site(db, "SELECT name, value FROM key_value WHERE collection = 'system.schema'")
+    return {str(n): int(phpserial.loads(v)) for n, v in rows}
+
+
+def post_updates_run(db: str) -> set[str]:
+    from aegir.drupal import phpserial
+
+    rows = query_site(db, "SELECT value FROM key_value WHERE collection = 'post_update' AND name = 'existing_updates'")
+    return set(phpserial.loads(rows[0][0])) if rows else set()
+
+
+def updatedb_status(hosting: Hosting, name: str) -> str:
+    """What ``drush updatedb-status`` says on the site (its own drush, as the product runs it)."""
+    site = hosting.load_site(name)
+    platform = registry.load_platform(hosting.store, site.platform)
+    vendor = Path(platform.root, "vendor/bin/drush")
+    drush = str(vendor) if vendor.exists() else DRUSH
+    done = subprocess.run(
+        [drush, "-r", platform.root, "-l", f"http://{site.uri}", "updbst"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout + done.stderr

@@ -12,10 +12,20 @@ from pathlib import Path
 import pytest
 
 from aegir import registry
+from tests.fixtures.drupal import make_platforms
 from tests.integration.helpers import aegir
-from tests.integration.sites import Hosting, make_hosting, query_site, site_database_exists
+from tests.integration.sites import (
+    Hosting,
+    make_hosting,
+    post_updates_run,
+    query_site,
+    replace_code,
+    schemas,
+    site_database_exists,
+    updatedb_status,
+)
 from tests.integration.test_install_site import install
-from tests.support import mariadb
+from tests.support import api, mariadb
 
 pytestmark = pytest.mark.integration
 
@@ -199,3 +209,102 @@ def test_a_failed_restore_of_a_deleted_site_leaves_it_deleted(hosting):
     assert not Path(hosting.web.aegir_root, "config", hosting.server[1:], "nginx", "vhost.d", uri).exists()
     assert mariadb.users_like(uri.replace(".", "")[:13]) == []
     hosting.web.wait_for(uri, status=404)
+
+
+def assert_at_the_code_of(hosting: Hosting, name: str, kind: str) -> None:
+    """Every enabled module's schema is what the code of ``kind`` has (nothing pending, updatedb ran)."""
+    spec = make_platforms.spec(kind)
+    db = hosting.load_site(name).db_name
+    expected = spec.schema_versions()
+    found = {m: v for m, v in schemas(db, spec.major).items() if m in expected}
+    assert found == {m: expected[m] for m in found}, found
+    if spec.major >= 8:
+        enabled = {p["name"] for p in hosting.load_site(name).packages if p["status"] == "enabled"}
+        wanted = {f for m in spec.modules if m.name in enabled for f in m.post_update_functions()}
+        assert wanted <= post_updates_run(db), wanted - post_updates_run(db)
+    status = updatedb_status(hosting, name)
+    assert "No database updates required" in status, status
+    recorded = {p["name"]: p["schema_version"] for p in hosting.load_site(name).packages if p["status"] == "enabled"}
+    assert recorded["system"] == expected["system"]
+
+
+@pytest.mark.parametrize(("kind", "newer"), [("d7", "d7-newer"), ("d10", "d10-newer")])
+def test_restoring_the_pre_migrate_backup_onto_newer_code_runs_updatedb(prefect_api, hosting, kind, newer):
+    """Issue 15, finding 4: a site migrated to newer code, then restored to its pre-migrate backup, must not
+    serve an old-schema database under the new code: the restore runs updatedb (as Aegir's deploy does)."""
+    major = make_platforms.spec(kind).major
+    old, new = hosting.verified_platform(kind), hosting.verified_platform(newer)
+    name = hosting.site(old)
+    assert install(name).is_completed()
+    retitle(hosting, name, major, "Before the upgrade")
+    migrated = aegir(prefect_api.env, "migrate", name, new)
+    assert migrated.returncode == 0, migrated.stderr
+    pre = next(b for b in hosting.load_site(name).backups if b["reason"] == "Pre-migration backup")
+    held = {p["name"]: p["schema_version"] for p in json.loads(Path(pre["file"] + ".json").read_text())["packages"]}
+    assert held["system"] == make_platforms.spec(kind).schema_versions()["system"]  # the manifest says which
+    retitle(hosting, name, major, "After the upgrade")
+
+    restored = aegir(prefect_api.env, "restore", name, pre["id"])
+    assert restored.returncode == 0, restored.stderr
+    assert titles(hosting, name, major) == ["Before the upgrade"]
+    assert_at_the_code_of(hosting, name, newer)
+    hosting.web.wait_for(name[1:], status=200, text=name[1:])
+
+
+def test_a_backup_ahead_of_the_code_is_refused_before_anything_changes(prefect_api, hosting):
+    """A backup taken on 7.105 cannot go onto the same platform rolled back to 7.80 code: Drupal cannot
+    downgrade a schema. Refused with the comparison, before the maintenance mode or the safety backup."""
+    platform = hosting.verified_platform("d7-newer")
+    name = hosting.site(platform)
+    assert install(name).is_completed()
+    made = aegir(prefect_api.env, "backup", name)
+    assert made.returncode == 0, made.stderr
+    replace_code(registry.load_platform(hosting.store, platform).root, "d7")  # the platform's code rolled back
+    assert aegir(prefect_api.env, "verify", platform).returncode == 0
+    before = hosting.load_site(name)
+    prefix = before.db_name[:10]
+    dbs = {d for d in mariadb.databases() if d.startswith(prefix)}
+
+    refused = aegir(prefect_api.env, "restore", name, before.backups[0]["id"])
+    assert refused.returncode == 2, refused.stderr
+    assert "newer code" in refused.stderr and "refused, nothing changed" in refused.stderr
+    assert "system: schema downgrade: site has schema 7088, target provides 7084" in refused.stderr
+    after = hosting.load_site(name)
+    assert (after.db_name, after.backups, after.status, after.operation) == (
+        before.db_name,
+        before.backups,  # no safety backup was taken
+        "installed",
+        None,
+    )
+    assert {d for d in mariadb.databases() if d.startswith(prefix)} == dbs
+    assert query_site(after.db_name, "SELECT value FROM variable WHERE name = 'maintenance_mode'")[0][0] == b"i:0;"
+    hosting.web.wait_for(name[1:], status=200, text=name[1:])
+    # the comparison is the compare-<site> table artifact
+    body = {"artifacts": {"key": {"any_": [f"compare-{after.slug}"]}}}
+    rows = api.post(f"{prefect_api.url}/artifacts/filter", json=body, timeout=10).json()[-1]["data"]
+    rows = json.loads(rows) if isinstance(rows, str) else rows
+    system = next(r for r in rows if r["name"] == "system")
+    assert (system["status"], system["current_schema"], system["target_schema"]) == ("error", 7088, 7084)
+
+
+def test_a_failed_updatedb_rolls_the_restore_back(prefect_api, hosting):
+    """The restored database is behind the code, and one of its updates fails: the restore is rolled back —
+    the live site as it was, on its own database, online."""
+    platform = hosting.verified_platform("d7")
+    name = hosting.site(platform)
+    assert install(name).is_completed()
+    retitle(hosting, name, 7, "Backed up")
+    assert run("flows.backup_site:backup_site", site=name).is_completed()
+    retitle(hosting, name, 7, "Live")
+    replace_code(registry.load_platform(hosting.store, platform).root, "d7-updatefail")  # 7.105, 7086 throws
+    assert aegir(prefect_api.env, "verify", platform).returncode == 0
+    before = hosting.load_site(name)
+
+    failed = aegir(prefect_api.env, "restore", name, before.backups[0]["id"])
+    assert failed.returncode == 1, failed.stderr
+    assert "updatedb" in failed.stderr.lower() and "rolled back:" in failed.stderr
+    after = hosting.load_site(name)
+    assert (after.db_name, after.status, after.operation) == (before.db_name, "installed", None)
+    assert titles(hosting, name, 7) == ["Live"]
+    assert query_site(after.db_name, "SELECT value FROM variable WHERE name = 'maintenance_mode'")[0][0] == b"i:0;"
+    hosting.web.wait_for(name[1:], status=200, text=name[1:])

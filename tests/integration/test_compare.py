@@ -87,3 +87,24 @@ def test_bad_targets_are_refused_with_the_field_named(prefect_api, hosting, d7_s
     assert d10.returncode == 2 and "Drupal 10" in d10.stderr
     unknown = compare(prefect_api, d7_site, "@platform_nope")
     assert unknown.returncode == 3 and "platform_nope" in unknown.stderr
+
+
+@pytest.mark.parametrize(("kind", "newer"), [("d10", "d10-newer"), ("d11", "d11-newer")])
+def test_drupal_10_and_11_minor_upgrades_pass_the_preflight(prefect_api, hosting, kind, newer):
+    """Issue 15, finding 5: real Drupal 10 keeps only hook_update_last_removed() in block.install (8003, what a
+    fresh install records), and path_alias is hidden, required and enabled on every site. 10.2 → 10.3 (and
+    11.0 → 11.1) is an upgrade — no schema downgrade, nothing missing — with its updates and post-updates
+    pending."""
+    current, target = hosting.verified_platform(kind), hosting.verified_platform(newer)
+    name = hosting.site(current)
+    assert install(name).is_completed()
+    done = compare(prefect_api, name, target, "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout)
+    assert result["ok"] and result["counts"]["error"] == 0 and result["counts"]["warning"] == 0, done.stdout
+    rows = by_name(result)
+    assert rows["block"]["current_schema"] == rows["block"]["target_schema"] == 8003
+    assert rows["block"]["status"] == "upgrade" and rows["block"]["post_updates_pending"]
+    assert rows["path_alias"]["status"] == "upgrade" and "missing" not in rows["path_alias"]["reason"]
+    assert rows["system"]["status"] == "upgrade" and "updates pending" in rows["system"]["reason"]
+    assert result["updates_pending"]

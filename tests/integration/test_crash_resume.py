@@ -127,7 +127,7 @@ def kill_points(text: str) -> list[str]:
 # the step before them did), and right before the first and the last
 RESTORE_KILL_POINTS = kill_points("""
     validate-restore:after maintenance-mode#1:after backup-archive:after record-backup:after
-    deploy-archive:before deploy-archive:after switch-site:after write-site-files:after
+    deploy-archive:before deploy-archive:after switch-site:after write-site-files:after updatedb-when-behind:after
     write-vhost:after maintenance-mode#2:after remove-previous:before remove-previous:after
 """)
 

@@ -25,6 +25,7 @@ import httpx
 import pymysql
 import pytest
 
+from aegir.drupal import phpserial
 from tests.fixtures.drupal import make_platforms as mp
 
 pytestmark = pytest.mark.integration
@@ -77,7 +78,7 @@ def site_db() -> Iterator[SiteDb]:
 def platforms(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("standin")
     base.chmod(0o755)
-    kinds = ("d7", "d7-newer", "d7-updatefail", "d7-broken", "d10", "d10-newer")
+    kinds = ("d7", "d7-newer", "d7-updatefail", "d7-broken", "d10", "d10-newer", "d11")
     return {kind: mp.build(kind, base / kind) for kind in kinds}
 
 
@@ -519,7 +520,17 @@ def test_d10_basics_with_drush12_names(platforms: dict[str, Path], site_db: Site
         site_db.tables()
     )
     schema = dict(site_db.query("SELECT name, value FROM key_value WHERE collection = 'system.schema'"))
-    assert schema["system"] == b"i:10201;" and schema["block"] == b"i:8000;" and schema["standard"] == b"i:8000;"
+    # ModuleInstaller: max(8000, the highest hook_update_N, hook_update_last_removed()): block has only the latter
+    assert schema["system"] == b"i:10201;" and schema["block"] == b"i:8003;" and schema["standard"] == b"i:8000;"
+    assert schema["path_alias"] == b"i:8000;"  # hidden and required: installed on every site
+    # every post-update of what was installed, and every removed one, registered as run: nothing pending
+    existing = site_db.query(
+        "SELECT value FROM key_value WHERE collection = 'post_update' AND name = 'existing_updates'"
+    )
+    ran = phpserial.loads(existing[0][0])
+    assert "block_post_update_make_weight_integer" in ran and "block_post_update_disabled_region_update" in ran
+    assert "path_alias_post_update_update_path_alias_revision_indexes" in ran
+    assert "block_post_update_set_menu_block_depth_to_null_if_zero" not in ran  # 10.3's: not in this code
     extension = site_db.query("SELECT data FROM config WHERE name = 'core.extension'")[0][0]
     assert b's:7:"profile";s:8:"standard";' in extension and b's:7:"olivero";' in extension
 
@@ -578,17 +589,49 @@ def test_d10_basics_with_drush12_names(platforms: dict[str, Path], site_db: Site
     result = drush(*args, "cc", "all")
     assert result.returncode == 1 and "`cache-clear all` is deprecated" in result.stderr
 
-    # migrate to 10.3.1: updatedb runs the two new system updates
+    assert ok(drush(*args, "updatedb:status")).stderr == " [success] No database updates required.\n"
+
+    # migrate to 10.3.1: updatedb runs the two new system updates, then the new post-updates (sorted by name)
     shutil.copytree(root / "web/sites/d10.example.test", platforms["d10-newer"] / "web/sites/d10.example.test")
     map_site(platforms["d10-newer"] / "web", "d10.example.test")  # without it Drupal 10 would use sites/default
     newer = ["-r", str(platforms["d10-newer"]), "-l", "http://d10.example.test"]
-    assert "10300 - Add the {router}.alias index." in ok(drush(*newer, "updatedb:status")).stdout
+    pending = ok(drush(*newer, "updatedb:status")).stdout
+    assert "10300 - Add the {router}.alias index." in pending
+    assert re.search(r"block +set_menu_block_depth_to_null_if_zero +post-update +Updates menu blocks", pending)
     result = ok(drush(*newer, "updatedb", "-y"))
     assert " [notice] Update started: system_update_10300" in result.stderr
+    started = re.findall(r"Update started: (\w+)", result.stderr)
+    assert started == [
+        "system_update_10300",
+        "system_update_10301",
+        "block_post_update_set_menu_block_depth_to_null_if_zero",
+        "node_post_update_set_node_type_description_and_help_to_null",
+    ]
     assert result.stderr.endswith(" [success] Finished performing updates.\n")
     schema = dict(site_db.query("SELECT name, value FROM key_value WHERE collection = 'system.schema'"))
-    assert schema["system"] == b"i:10301;"
+    assert schema["system"] == b"i:10301;" and schema["block"] == b"i:8003;"
+    existing = site_db.query(
+        "SELECT value FROM key_value WHERE collection = 'post_update' AND name = 'existing_updates'"
+    )
+    assert "node_post_update_set_node_type_description_and_help_to_null" in phpserial.loads(existing[0][0])
     assert ok(drush(*newer, "updb", "-y")).stderr == " [success] No pending updates.\n"
+
+    # Drupal 11 removed the updates up to 10201 of system: a site still at 10101 is too old to update
+    conn = pymysql.connect(
+        host="127.0.0.1", port=3306, user="root", password="", database=site_db.name, autocommit=True
+    )
+    with conn, conn.cursor() as cur:
+        cur.execute("UPDATE key_value SET value = 'i:10101;' WHERE collection = 'system.schema' AND name = 'system'")
+    shutil.copytree(root / "web/sites/d10.example.test", platforms["d11"] / "web/sites/d10.example.test")
+    eleven = ["-r", str(platforms["d11"]), "-l", "http://d10.example.test"]
+    refused = drush(*eleven, "updatedb", "-y")
+    assert refused.returncode == 1
+    assert (
+        "The installed version of the system module is too old to update. Update to an intermediate version first "
+        "(last removed version: 10201, installed version: 10101)." in refused.stderr
+    )
+    schema = dict(site_db.query("SELECT name, value FROM key_value WHERE collection = 'system.schema'"))
+    assert schema["system"] == b"i:10101;"  # nothing ran
 
 
 # -- which site directory: Drupal's lookup, and drush's own idea of it ------------------------------------------

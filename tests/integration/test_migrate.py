@@ -12,8 +12,19 @@ import pytest
 
 from aegir import registry
 from aegir.drupal.settings import CREDENTIALS_FILE
+from tests.fixtures.drupal import make_platforms as mp
 from tests.integration.helpers import aegir, unique
-from tests.integration.sites import Hosting, enable_d7_module, make_hosting, query_site, site_database_exists
+from tests.integration.sites import (
+    Hosting,
+    enable_d7_module,
+    make_hosting,
+    post_updates_run,
+    query_site,
+    replace_code,
+    schemas,
+    site_database_exists,
+    updatedb_status,
+)
 from tests.integration.test_backup_restore import retitle, titles
 from tests.integration.test_install_site import install
 from tests.support import api, mariadb
@@ -193,6 +204,52 @@ def test_clone_gives_two_independent_sites_and_deleting_the_clone_spares_the_sou
     assert not site_database_exists(clone.db_name) and site_database_exists(before.db_name)
     assert titles(hosting, source, 7) == ["Source content"]
     hosting.web.wait_for(source[1:], status=200, text=source[1:])
+
+
+@pytest.mark.parametrize("where", ["newer platform", "own platform, code upgraded in place"])
+def test_clone_onto_newer_code_runs_updatedb(prefect_api, hosting, where):
+    """Issue 15, finding 4: a clone whose database is behind the code it lands on gets updatedb — on another
+    platform, and on its own platform once that platform's code was upgraded in place; the source is left as
+    it was."""
+    d7, source, clone_uri = clone_source(hosting, "behind-")
+    source_before = schemas(hosting.load_site(source).db_name, 7)
+    if where == "newer platform":
+        target = hosting.verified_platform("d7-newer")
+        done = aegir(prefect_api.env, "clone", source, clone_uri, target)
+    else:
+        replace_code(registry.load_platform(hosting.store, d7).root, "d7-newer")
+        assert aegir(prefect_api.env, "verify", d7).returncode == 0
+        done = aegir(prefect_api.env, "clone", source, clone_uri)
+    assert done.returncode == 0, done.stderr
+    clone = hosting.load_site("@" + clone_uri)
+    expected = mp.spec("d7-newer").schema_versions()
+    found = schemas(clone.db_name, 7)
+    assert (found["system"], found["user"]) == (expected["system"], expected["user"]) == (7088, 7020)
+    assert "announcements_feed" in found  # system_update_7087 enabled it
+    assert "No database updates required" in updatedb_status(hosting, "@" + clone_uri)
+    assert schemas(hosting.load_site(source).db_name, 7) == source_before  # the source is not touched
+    hosting.web.wait_for(clone_uri, status=200, text=f"| {clone_uri}</title>")
+
+
+def test_drupal_10_minor_upgrade_migrates_and_runs_updates_and_post_updates(prefect_api, hosting):
+    """Issue 15, finding 5: 10.2 → 10.3 passes the pre-flight (block's schema is its last removed update, 8003,
+    on both; path_alias is found) and updatedb runs the new hook_update_N and post-updates."""
+    d10, newer = hosting.verified_platform("d10"), hosting.verified_platform("d10-newer")
+    name = hosting.site(d10)
+    assert install(name).is_completed()
+    done = aegir(prefect_api.env, "migrate", name, newer)
+    assert done.returncode == 0, done.stderr
+    site = hosting.load_site(name)
+    assert site.platform == newer
+    found = schemas(site.db_name, 10)
+    assert (found["system"], found["block"], found["path_alias"]) == (10301, 8003, 8000)
+    ran = post_updates_run(site.db_name)
+    assert {
+        "block_post_update_set_menu_block_depth_to_null_if_zero",
+        "node_post_update_set_node_type_description_and_help_to_null",
+    } <= ran
+    assert "No database updates required" in updatedb_status(hosting, name)
+    hosting.web.wait_for(name[1:], status=200, text=name[1:])
 
 
 def test_failed_clone_rolls_back_and_leaves_no_trace(prefect_api, hosting):

@@ -420,6 +420,7 @@ def test_rows_are_json_serialisable_in_field_order():
         "current_schema": 7302,
         "target_schema": 7301,
         "reason": "schema downgrade: site has schema 7302, target provides 7301",
+        "post_updates_pending": [],
     }
     assert json.loads(json.dumps(rows)) == rows
     assert json.loads(json.dumps(compare([], [], site_profile="x").rows()))[0]["target_schema"] is None
@@ -507,3 +508,114 @@ def test_format_table_without_rows_is_just_the_header():
     lines = format_table(c, changed_only=True).splitlines()
     assert len(lines) == 2
     assert lines[0].split() == ["STATUS", "TYPE", "NAME", "VERSION", "SCHEMA", "REASON"]
+
+
+# -- Drupal 8+: hook_update_last_removed(), post-updates, hidden modules (issue 15, finding 5) ---------------
+
+
+def d10_target(name, schema, *, last_removed=None, post_updates=(), version="10.3.1"):
+    return {
+        **target_pkg(name, version, schema, path=f"core/modules/{name}/{name}.info.yml"),
+        "last_removed": last_removed,
+        "post_updates": list(post_updates),
+        "removed_post_updates": [],
+    }
+
+
+def d10_site(name, schema, post_updates=(), version="10.2.3"):
+    return {**site_pkg(name, version, schema), "post_updates": list(post_updates)}
+
+
+D10_PROFILES = [profile("standard", "10.3.1")]
+
+
+def test_too_old_for_the_targets_last_removed_update_is_an_error():
+    # Drupal 11 removed system's updates up to 10201: a site at 10101 must go through 10.3 first
+    c = compare([d10_site("system", 10101)], [d10_target("system", 11100, last_removed=10201)], profiles=D10_PROFILES)
+    row = only(c, "system")
+    assert row.status == "error" and not c.ok
+    assert row.reason.startswith("too old to update: site has schema 10101, the target removed the updates up to 10201")
+    at_floor = only(compare([d10_site("system", 10201)], [d10_target("system", 11100, last_removed=10201)]), "system")
+    assert at_floor.status == "upgrade"
+
+
+def test_last_removed_schema_on_both_sides_is_no_change():
+    """Real Drupal 10.2 → 10.3: block has no hook_update_N, only block_update_last_removed() (8003), which a
+    fresh install records and the scan takes as the target's schema."""
+    row = only(compare([d10_site("block", 8003)], [d10_target("block", 8003, last_removed=8003)]), "block")
+    assert (row.status, row.current_schema, row.target_schema) == ("upgrade", 8003, 8003)  # a newer version only
+    assert "schema" not in row.reason
+
+
+def test_post_updates_the_site_has_not_run_are_pending():
+    site = [d10_site("block", 8003, ["block_post_update_a", "block_post_update_removed"])]
+    target = [d10_target("block", 8003, last_removed=8003, post_updates=["block_post_update_a", "block_post_update_b"])]
+    c = compare(site, target, profiles=D10_PROFILES)
+    row = only(c, "block")
+    assert row.status == "upgrade" and row.post_updates_pending == ("block_post_update_b",)
+    assert "post-updates pending: block_post_update_b" in row.reason
+    assert c.updates_pending
+    assert "block_post_update_b" in format_table(c)
+    # all run: nothing pending; a site record without the list (older records, Drupal 7) compares no post-updates
+    done = compare([d10_site("block", 8003, ["block_post_update_a", "block_post_update_b"])], target)
+    assert only(done, "block").post_updates_pending == () and not done.updates_pending
+    unknown = compare([site_pkg("block", "10.3.1", 8003)], target)
+    assert only(unknown, "block").status == "no change" and not unknown.updates_pending
+
+
+def test_updates_pending():
+    assert compare([site_pkg("system", "7.80", 7084)], [target_pkg("system", "7.105", 7088)]).updates_pending
+    assert not compare([site_pkg("system", "7.80", 7084)], [target_pkg("system", "7.105", 7084)]).updates_pending
+    # a refused row (a downgrade) is nothing updatedb could do
+    assert not compare([site_pkg("views", "7.x-3.29", 7302)], [target_pkg("views", "7.x-3.29", 7301)]).updates_pending
+
+
+@pytest.fixture(scope="module")
+def sample_scans(tmp_path_factory):
+    from aegir.drupal.scan import scan_platform
+    from aegir.transport.local import LocalTransport
+    from tests.fixtures.drupal import make_platforms
+
+    base = tmp_path_factory.mktemp("samples")
+    kinds = ("d10", "d10-newer", "d11", "d11-newer")
+    return {k: scan_platform(LocalTransport("localhost"), str(make_platforms.build(k, base / k))) for k in kinds}
+
+
+def installed_site(kind: str, scan) -> list[dict]:
+    """What a fresh site-install of the sample's standard profile leaves in key_value (system.schema and
+    post_update existing_updates) for every module, as sitedb.site_packages reads it."""
+    from tests.fixtures.drupal import make_platforms
+
+    spec = make_platforms.spec(kind)
+    versions = {p.name: p.version for p in scan.packages}
+    return [
+        d10_site(
+            m.name,
+            m.installed_schema(spec.major),
+            m.post_update_functions() + [f for f, _ in m.removed_post_updates],
+            versions.get(m.name),
+        )
+        for m in spec.modules
+        if "/tests/" not in spec.module_dir(m)
+    ]
+
+
+@pytest.mark.parametrize(("current", "target"), [("d10", "d10-newer"), ("d11", "d11-newer"), ("d10", "d10")])
+def test_a_drupal_10_or_11_minor_upgrade_is_no_schema_downgrade(sample_scans, current, target):
+    """Drupal 10.2 → 10.3 (and 11.0 → 11.1): no error — block (last removed 8003, no hook_update_N) is no
+    change, path_alias (required, hidden) is found — and the new updates and post-updates are pending."""
+    site = installed_site(current, sample_scans[current])
+    t = sample_scans[target]
+    c = compare_site(site, t.package_dicts(), "standard", t.profile_dicts())
+    assert c.ok, format_table(c, changed_only=True)
+    assert c.warnings == ()
+    assert only(c, "block").current_schema == only(c, "block").target_schema == 8003
+    assert only(c, "path_alias").status in ("no change", "upgrade")
+    if current == target:
+        assert not c.updates_pending and {r.status for r in c.changes} == {"no change"}
+    else:
+        assert c.updates_pending
+        assert (
+            only(c, "system").status == "upgrade" and only(c, "system").target_schema > only(c, "system").current_schema
+        )
+        assert only(c, "block").post_updates_pending

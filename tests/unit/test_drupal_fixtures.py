@@ -50,6 +50,8 @@ def test_kinds_are_the_documented_ones() -> None:
         "d10",
         "d10-newer",
         "d10-broken",
+        "d11",
+        "d11-newer",
     }
     with pytest.raises(ValueError, match="unknown platform kind"):
         mp.spec("d6")
@@ -180,7 +182,17 @@ def test_d10_layout(built: dict[str, Path]) -> None:
     assert "dependencies:\n  - drupal:text" in info
     assert _max_update(web / "core/modules/system/system.install", "system") == 10201
     assert _max_update(web / "core/modules/user/user.install", "user") == 10000
-    assert not (web / "core/modules/block/block.install").exists()
+    # Drupal 10 removed block's old updates: only block_update_last_removed() is left (8003, as real Drupal 10)
+    block = (web / "core/modules/block/block.install").read_text()
+    assert "function block_update_last_removed() {\n  return 8003;\n}" in block
+    assert _max_update(web / "core/modules/block/block.install", "block") is None
+    assert mp.spec("d10").module("block").installed_schema(10) == 8003
+    posts = (web / "core/modules/block/block.post_update.php").read_text()
+    assert "function block_post_update_make_weight_integer(&$sandbox = NULL) {" in posts
+    assert "function block_removed_post_updates() {" in posts and "=> '10.0.0'," in posts
+    # path_alias: required and hidden, as in real Drupal 10
+    path_alias = (web / "core/modules/path_alias/path_alias.info.yml").read_text()
+    assert "required: true" in path_alias and "hidden: true" in path_alias
     for theme in ("olivero", "claro"):
         assert "type: theme" in (web / f"core/themes/{theme}/{theme}.info.yml").read_text()
     standard = (web / "core/profiles/standard/standard.info.yml").read_text()
@@ -205,6 +217,37 @@ def test_d10_newer(built: dict[str, Path]) -> None:
     assert _max_update(web / "core/modules/system/system.install", "system") == 10301
     assert "version: '4.1.0'" in (web / "modules/contrib/ctools/ctools.info.yml").read_text()
     assert _max_update(web / "modules/contrib/ctools/ctools.install", "ctools") == 9003
+
+
+def test_d10_newer_adds_updates_and_post_updates(built: dict[str, Path]) -> None:
+    old, new = mp.spec("d10"), mp.spec("d10-newer")
+    assert new.module("block").installed_schema(10) == old.module("block").installed_schema(10) == 8003
+    added = set(new.module("block").post_update_functions()) - set(old.module("block").post_update_functions())
+    assert added == {"block_post_update_set_menu_block_depth_to_null_if_zero"}
+    web = built["d10-newer"] / "web"
+    text = (web / "core/modules/node/node.post_update.php").read_text()
+    assert "function node_post_update_set_node_type_description_and_help_to_null(" in text
+
+
+def test_d11_layout(built: dict[str, Path]) -> None:
+    web = built["d11"] / "web"
+    assert "const VERSION = '11.0.5';" in (web / "core/lib/Drupal.php").read_text()
+    assert "core_version_requirement: ^11" in (web / "core/modules/node/node.info.yml").read_text()
+    system = (web / "core/modules/system/system.install").read_text()
+    assert "function system_update_last_removed(): int {\n  return 10201;\n}" in system
+    assert "function system_update_10300(): void {" in system and "system_update_10201" not in system
+    assert not (web / "core/modules/user/user.install").read_text().count("function user_update_1")
+    assert mp.spec("d11").schema_versions()["user"] == 10000  # last removed, no hook_update_N left
+    path_alias = (web / "core/modules/path_alias/path_alias.post_update.php").read_text()
+    assert "'path_alias_post_update_drop_path_alias_status_index' => '11.0.0'," in path_alias
+    assert "function path_alias_post_update_drop_path_alias_status_index" not in path_alias
+    assert (web / "core/modules/block/block.module").is_file()
+    # 11.1: core hooks in src/Hook/ classes, no .module files
+    newer = built["d11-newer"] / "web" / "core/modules/block"
+    assert (
+        not (newer / "block.module").exists() and "#[Hook('help')]" in (newer / "src/Hook/BlockHooks.php").read_text()
+    )
+    assert _max_update(newer / "../system/system.install", "system") == 11100
 
 
 @pytest.mark.parametrize("kind", mp.KINDS)

@@ -156,7 +156,8 @@ def test_d7_plain_layout(tmp_path):
     views = pk[("module", "views")]
     assert (views.version, views.schema_version, views.scope) == ("7.x-3.29", 7302, "sites-all")
     assert pk[("module", "ctools")].version == "7.x-1.0-beta2"
-    assert ("module", "hidden_test") not in pk
+    assert pk[("module", "hidden_test")].hidden is True  # hidden modules are scanned (sites may run them)
+    assert pk[("module", "system")].hidden is False and pk[("module", "system")].last_removed is None
     assert ("module", "foo_test") not in pk and ("module", "x") not in pk and ("module", "mod") not in pk
     assert pk[("theme", "bartik")].scope == "base" and pk[("theme", "bartik")].path == "themes/bartik/bartik.info"
     assert pk[("theme", "zen")].scope == "sites-all" and pk[("theme", "zen")].version == "7.x-5.6"
@@ -187,7 +188,8 @@ def test_d10_composer_layout(tmp_path):
     assert (node.version, node.schema_version, node.scope) == ("10.2.3", 10101, "base")
     assert node.path == "core/modules/node/node.info.yml"
     assert pk[("module", "ban")].schema_version == 8000  # no .install: CORE_MINIMUM_SCHEMA_VERSION
-    assert ("module", "node_test") not in pk and ("module", "hiddenmod") not in pk and ("module", "foo") not in pk
+    assert ("module", "node_test") not in pk and ("module", "foo") not in pk
+    assert pk[("module", "hiddenmod")].hidden is True
     assert ("module", "broken") not in pk and any("broken.info.yml" in w for w in scan.warnings)
     token = pk[("module", "token")]
     assert (token.version, token.schema_version, token.scope) == ("8.x-1.13", 8001, "base")
@@ -202,6 +204,74 @@ def test_d10_composer_layout(tmp_path):
     assert profiles["social"].languages == ["en", "nl"] and profiles["social"].version == "12.0.0"
     assert profiles["standard"].old_short_name is None
     assert scan.sites == ["d10.example.com"]
+
+
+def test_d10_schema_floor_is_last_removed_and_post_updates_are_known(tmp_path):
+    """Drupal 10 removed the updates of 8 and 9: block keeps only block_update_last_removed() (8003), which is
+    what a fresh install records; path_alias is hidden and required, enabled on every site."""
+    root = make_d10(tmp_path / "d10")
+    web = root / "web"
+    write(web, "core/modules/block/block.info.yml", "name: Block\ntype: module\nversion: VERSION\n")
+    write(
+        web,
+        "core/modules/block/block.install",
+        "<?php\n\n/**\n * Implements hook_update_last_removed().\n */\nfunction block_update_last_removed() {\n"
+        "  return 8003;\n}\n// function block_update_9999() {}\n",
+    )
+    write(
+        web,
+        "core/modules/block/block.post_update.php",
+        "<?php\n\nfunction block_removed_post_updates() {\n  return [\n"
+        "    'block_post_update_disabled_region_update' => '10.0.0',\n"
+        "    \"block_post_update_fix_negate_in_conditions\" => '10.0.0',\n  ];\n}\n\n"
+        "/**\n * Ensures that all block weights are integers.\n */\n"
+        "function block_post_update_make_weight_integer(&$sandbox = NULL) {\n  $x = ['a' => 1];\n}\n"
+        "/*\nfunction block_post_update_commented_out() {}\n*/\nfunction other_post_update_x() {}\n",
+    )
+    write(
+        web,
+        "core/modules/path_alias/path_alias.info.yml",
+        "name: 'Path alias'\ntype: module\npackage: Core\nversion: VERSION\nrequired: true\nhidden: true\n",
+    )
+    write(
+        web,
+        "core/modules/path_alias/path_alias.post_update.php",
+        "<?php\nfunction path_alias_post_update_update_path_alias_revision_indexes(): void {\n}\n",
+    )
+    pk = by_key(scan_platform(T, str(root)))
+    block = pk[("module", "block")]
+    assert (block.schema_version, block.last_removed) == (8003, 8003)
+    assert block.post_updates == ["block_post_update_make_weight_integer"]
+    assert block.removed_post_updates == [
+        "block_post_update_disabled_region_update",
+        "block_post_update_fix_negate_in_conditions",
+    ]
+    alias = pk[("module", "path_alias")]
+    assert alias.hidden is True and alias.schema_version == 8000
+    assert alias.post_updates == ["path_alias_post_update_update_path_alias_revision_indexes"]
+    node = pk[("module", "node")]
+    assert (node.schema_version, node.last_removed, node.post_updates) == (10101, None, [])
+
+
+@pytest.mark.parametrize(("kind", "block_posts"), [("d10", 1), ("d10-newer", 2), ("d11", 2), ("d11-newer", 3)])
+def test_the_sample_drupal_10_and_11_platforms(tmp_path, kind, block_posts):
+    """The scan of the sample platforms says what their site-install records (make_platforms' spec)."""
+    from tests.fixtures.drupal import make_platforms
+
+    spec = make_platforms.spec(kind)
+    scan = scan_platform(T, str(make_platforms.build(kind, tmp_path / kind)))
+    assert (scan.major, scan.core_version) == (spec.major, spec.core_version)
+    pk = by_key(scan)
+    for module in spec.modules:
+        if "/tests/" in spec.module_dir(module):
+            continue  # Drupal's discovery skips tests directories
+        found = pk[("module", module.name)]
+        assert found.schema_version == module.installed_schema(spec.major), module.name
+        assert found.last_removed == module.last_removed, module.name
+        assert found.post_updates == module.post_update_functions(), module.name
+        assert found.removed_post_updates == sorted(f for f, _ in module.removed_post_updates), module.name
+    assert pk[("module", "block")].schema_version == 8003 and len(pk[("module", "block")].post_updates) == block_posts
+    assert pk[("module", "path_alias")].hidden
 
 
 def test_core_checkout_theme_without_version_gets_none(tmp_path):
@@ -369,6 +439,17 @@ def test_schema_version_of():
     assert schema_version_of("<?php\nfunction foo_update_9201() {}\n", "foo", 10) == 9201
     assert schema_version_of("<?php\n", "foo", 10, floor=0) == 0
     assert schema_version_of("<?php\n# function foo_update_7999() {}\n", "foo", 7) == 0
+    # Drupal 8+: hook_update_last_removed() is a floor too (ModuleInstaller records max(8000, N, last removed))
+    removed = "<?php\nfunction foo_update_last_removed() {\n  return 8003;\n}\n"
+    assert schema_version_of(removed, "foo", 10) == 8003
+    assert schema_version_of(removed + "function foo_update_10100() {}\n", "foo", 10) == 10100
+    typed = "<?php\nfunction foo_update_last_removed(): int {\n  // the 10.x updates are gone\n  return 10201;\n}\n"
+    assert schema_version_of(typed + "function foo_update_11100(): void {\n}\n", "foo", 11) == 11100
+    assert schema_version_of(typed, "foo", 11) == 10201
+    assert (
+        schema_version_of("<?php\n/*\nfunction foo_update_last_removed() {\n  return 9000;\n}\n*/\n", "foo", 10) == 8000
+    )
+    assert schema_version_of(removed, "foo", 7) == 0  # Drupal 7's install ignores it (SCHEMA_INSTALLED)
 
 
 def test_parse_info_drupal7_format():
