@@ -623,6 +623,7 @@ def test_d10_basics_with_drush12_names(platforms: dict[str, Path], site_db: Site
     with conn, conn.cursor() as cur:
         cur.execute("UPDATE key_value SET value = 'i:10101;' WHERE collection = 'system.schema' AND name = 'system'")
     shutil.copytree(root / "web/sites/d10.example.test", platforms["d11"] / "web/sites/d10.example.test")
+    shutil.copy(root / "web/sites/sites.php", platforms["d11"] / "web/sites/sites.php")  # Drupal 8+ finds it so
     eleven = ["-r", str(platforms["d11"]), "-l", "http://d10.example.test"]
     refused = drush(*eleven, "updatedb", "-y")
     assert refused.returncode == 1
