@@ -65,6 +65,8 @@ def deploy(env: SiteEnv, backup: dict[str, Any], planned: dict[str, str]) -> dic
                     dump_out=dump_out,
                     expected_sha256=backup.get("sha256"),
                 )
+            # the archive's modes, but every file is ours now (tar --no-same-owner): the web group back
+            site_files.set_permissions(web, new_path, env.web.web_group)
             databases.create(db_name, db_name, password, hosts)
             with open(dump_path, "rb") as source, db_slot(env.db):
                 import_database(LocalTransport("localhost"), env.db, db_name, source)
@@ -156,6 +158,8 @@ def copy_live(source: SiteEnv, env: SiteEnv, planned: dict[str, str]) -> dict[st
             lambda out: src.run(["tar", "-C", source.site_path, *excludes, "-cf", "-", "."], stdout=out),
             lambda tar: dst.run(["tar", "-C", new_path, "-xpf", "-"], stdin=tar),
         )
+        # the source's modes came along (and, on another web server, its groups may not exist there)
+        site_files.set_permissions(dst, new_path, env.web.web_group)
     get_run_logger().info("%s copied into %s and database %s", source.site.name, new_path, db_name)
     return {"path": new_path, "db_name": db_name}
 

@@ -4,10 +4,15 @@ passed between tasks or returned."""
 
 from __future__ import annotations
 
+import html
+import re
+import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from prefect import get_run_logger
@@ -25,6 +30,7 @@ from aegir.services.db import MysqlService, SiteDatabases, random_password
 from aegir.services.http import http_service_for
 from aegir.services.vhost import DISABLED_MESSAGE, DbParams, SiteVhost
 from aegir.transport import Transport
+from aegir.transport.base import redact
 from aegir.transport.factory import connected
 
 from .common import TRANSIENT_RETRIES, record, step, store
@@ -128,8 +134,10 @@ def site_env(name: str) -> SiteEnv:
 
 
 def write_files(env: SiteEnv, transport: Transport) -> None:
+    """The site dir from the record: groups and modes of everything in it (repairing drift), the hash salt
+    (made once), settings.php and the credentials file, sites.php."""
     group = env.web.web_group
-    site_files.create_directories(transport, env.site_path, group)
+    site_files.set_permissions(transport, env.site_path, group)
     site_files.ensure_salt(transport, env.site_path, group)
     site_files.write_settings(
         transport,
@@ -311,6 +319,8 @@ def drush_site_install(name: str) -> None:
             account_mail=mail,
             locale=site.language,
         )
+        # what drush made (files/.htaccess, the profile's files) gets the site's groups and modes
+        site_files.set_permissions(transport, env.site_path, env.web.web_group)
     get_run_logger().info("drush: %s", " | ".join(line.strip() for line in out.splitlines() if line.strip()))
 
 
@@ -353,33 +363,69 @@ def expected_answer(env: SiteEnv, enabled: bool) -> tuple[int, str]:
     return 503, DISABLED_MESSAGE
 
 
+PROBE_PAGE = "/user/login"
+"""The page that proves a site works: every Drupal has it, anonymous visitors get it (200), and answering it
+bootstraps Drupal fully: the session, the hash salt (Drupal 8+ fails without one), the theme."""
+_TITLE = re.compile(r"<title>([^<]*)</title>", re.IGNORECASE)
+_TAGS = re.compile(r"<(script|style)\b.*?</\1>|<[^>]+>", re.IGNORECASE | re.DOTALL)
+
+
+def _seen(response: httpx.Response, hidden: Sequence[str]) -> str:
+    """What a failed probe got, for its error: the status, the page's title and the start of its text (so a
+    Drupal error message shows), without the site's database password should the page show it."""
+    seen = f"HTTP {response.status_code}"
+    title = _TITLE.search(response.text)
+    if title:
+        seen += f" {html.unescape(title.group(1)).strip()!r}"
+    text = " ".join(html.unescape(_TAGS.sub(" ", response.text)).split())
+    if text:
+        seen += f": {text[:300]}"
+    return redact(seen, hidden)
+
+
 def probe(env: SiteEnv, enabled: bool = True) -> dict[str, Any]:
-    """GET / through the real web server with the site's Host header: an enabled site answers 200 with its
-    name, a disabled one with the disabled answer. A reload is asynchronous (old workers may answer for a
-    moment), so this waits for up to 20 s."""
+    """The site works, through the real web server with its Host header. Enabled: ``GET /`` answers 200 with
+    its name, and so does an uncached, fully bootstrapped page — :data:`PROBE_PAGE` with a query string no
+    page cache has seen (a 200 a page cache answered, ``X-Drupal-Cache: HIT``, proves nothing): a front page
+    from the page cache can be fine while every other page fails (Drupal 10 without a readable hash salt).
+    Disabled: the disabled answer. A reload is asynchronous (old workers may answer for a moment), so this
+    waits for up to 20 s."""
     status, text = expected_answer(env, enabled)
-    url = f"http://{probe_address(env.web)}:{env.web.http_port}/"
+    base = f"http://{probe_address(env.web)}:{env.web.http_port}"
+    checks = [("/", status, text)]
+    if enabled:  # a fresh query string for every attempt: never one a page cache has stored
+        checks.append((PROBE_PAGE + "?aegir-probe=", 200, f"| {env.site.uri}</title>"))
+    hidden = [env.site.db_password.get_secret_value()] if env.site.db_password else []
+    hidden += [quote(h, safe="") for h in hidden]
     deadline = time.monotonic() + PROBE_TIMEOUT
-    seen = "no answer"
+    answers: dict[str, Any] = {}
     with httpx.Client(trust_env=False, timeout=10.0, follow_redirects=False) as client:
-        while True:
-            try:
-                response = client.get(url, headers={"Host": env.site.uri})
-                seen = f"HTTP {response.status_code}"
-                answer = response.headers.get("location", "") if status == 302 else response.text
-                if response.status_code == status and text in answer:
-                    get_run_logger().info("%s answers %s through %s", env.site.uri, seen, url)
-                    return {"status": response.status_code, "bytes": len(response.content)}
-                if response.status_code == status:
-                    seen += f" without {text!r}"
-            except httpx.HTTPError as e:
-                seen = f"{type(e).__name__}: {e}"
-            if time.monotonic() > deadline:
-                raise AegirError(
-                    f"{env.site.uri} does not answer through {env.web.name} ({url}, Host: {env.site.uri}): "
-                    f"expected HTTP {status} with {text!r}, got {seen}"
-                )
-            time.sleep(0.25)
+        for path, want, expected in checks:
+            seen = "no answer"
+            while True:
+                url = base + path + (secrets.token_hex(8) if path.endswith("=") else "")
+                try:
+                    response = client.get(url, headers={"Host": env.site.uri})
+                    answer = response.headers.get("location", "") if want == 302 else response.text
+                    cached = response.headers.get("x-drupal-cache", "").upper() == "HIT" and path != "/"
+                    if response.status_code == want and expected in answer and not cached:
+                        answers[path.split("?")[0]] = response.status_code
+                        break
+                    seen = _seen(response, hidden)
+                    if response.status_code == want and not cached:
+                        seen = f"HTTP {want} without {expected!r} ({seen})"
+                    elif cached:
+                        seen = f"a page cache's answer (X-Drupal-Cache: HIT), not Drupal's ({seen})"
+                except httpx.HTTPError as e:
+                    seen = f"{type(e).__name__}: {e}"
+                if time.monotonic() > deadline:
+                    raise AegirError(
+                        f"{env.site.uri} does not answer through {env.web.name} ({url}, Host: "
+                        f"{env.site.uri}): expected HTTP {want} with {expected!r}, got {seen}"
+                    )
+                time.sleep(0.25)
+    get_run_logger().info("%s answers %s through %s", env.site.uri, answers, base)
+    return {"status": answers["/"], "pages": answers}
 
 
 @step("probe-site")

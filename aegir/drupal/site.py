@@ -1,6 +1,9 @@
 """A site's files on its platform: directories with Aegir's modes, settings.php, the CLI credentials file,
 the hash salt and the platform's sites.php map (every site, and its aliases). Everything goes through a
 Transport.
+
+:func:`set_permissions` is the one place that gives a site dir's files their group and mode; every task that
+writes or moves a site dir (install, verify, restore, clone, migrate, rename) ends with it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from aegir.drupal.settings import (
     render_settings,
 )
 from aegir.services.vhost import DbParams
-from aegir.transport import Transport
+from aegir.transport import Transport, TransportError
 
 # aegir-backend.md §7.1: (relative path, mode, chgrp to the web group)
 SITE_DIRECTORIES: tuple[tuple[str, int, bool], ...] = (
@@ -37,15 +40,82 @@ LOCAL_SETTINGS = "local.settings.php"
 SITES_PHP = "sites.php"
 _SITES_LINE = re.compile(r"^\$sites\['([^']+)'\]\s*=\s*'([^']+)';\s*$")
 
+WEB_TREES = ("files", "private/files", "private/config")
+"""Drupal's file trees, relative to the site dir: the web server reads and writes everything in them (uploads,
+image styles, aggregates, private files, config exports), so all of it is the web group's, group-readable
+and -writable (what Drupal itself gives the files it makes: 0664 / 2775). private/temp holds only PHP's
+transient temp files: the directory has its mode, its contents keep theirs."""
+READ_ONLY_FILES = ((SALT_FILE, 0o440), (LOCAL_SETTINGS, 0o440))
+"""Files in the site dir that PHP must read and never write, besides settings.php (rewritten with its mode
+by :func:`write_settings`, as is the credentials file)."""
+
 
 def site_path(docroot: str, uri: str) -> str:
     return posixpath.join(docroot, "sites", uri)
 
 
-def create_directories(transport: Transport, path: str, web_group: str | None) -> None:
-    """Create (or fix) the site directory tree with Aegir's modes; idempotent."""
+def _find(transport: Transport, argv: list[str]) -> None:
+    """Run ``find``; a file that vanished while find walked the tree (a cache or temp file Drupal removed)
+    is no error, anything else is."""
+    result = transport.run(["find", *argv], check=False)
+    if result.exit_code == 0:
+        return
+    errors = [line for line in result.stderr.decode(errors="replace").splitlines() if line.strip()]
+    if result.exit_code == 1 and errors and all("No such file or directory" in line for line in errors):
+        return
+    raise TransportError(
+        "setting the site's file modes failed",
+        command=["find", *argv],
+        exit_code=result.exit_code,
+        stderr="\n".join(errors),
+        host=transport.host,
+    )
+
+
+def set_permissions(transport: Transport, path: str, web_group: str | None) -> None:
+    """Give every file of the site dir ``path`` the group and mode install gives it; idempotent, so verify
+    repairs drift. The one function for this: install (after drush site-install), verify, and every deploy
+    (restore, clone, migrate, rename — archives are extracted with ``--no-same-owner``, a tar copy keeps the
+    source's modes) end with it.
+
+    * the directories of :data:`SITE_DIRECTORIES` with their modes (made when missing), the web group on the
+      ones Drupal writes;
+    * everything in :data:`WEB_TREES`: the web group, group-readable and -writable (directories setgid);
+    * :data:`READ_ONLY_FILES` (the hash salt, local.settings.php): 0440, the web group — PHP reads them,
+      and Drupal 8+ cannot bootstrap without the salt.
+
+    Owners are left as they are: what Aegir writes or extracts is its own user's, what the web server made
+    stays the web server's. Nothing is followed through a symlink: ``find`` never follows one, ``chgrp -h``
+    changes the link itself, ``chmod`` runs only on what find saw as a regular file or directory (a tenant
+    can put symlinks in the web trees; hard-linked files are left alone as well)."""
     for rel, mode, chgrp in SITE_DIRECTORIES:
-        transport.makedirs(posixpath.join(path, rel) if rel else path, mode=mode, group=web_group if chgrp else None)
+        directory = posixpath.join(path, rel) if rel else path
+        if not transport.exists(directory):
+            transport.makedirs(directory, mode=mode, group=web_group if chgrp else None)
+    trees = [posixpath.join(path, t) for t in WEB_TREES]
+    web_dirs = [posixpath.join(path, rel) for rel, _, chgrp in SITE_DIRECTORIES if chgrp]
+    read_only = [(posixpath.join(path, rel), mode) for rel, mode in READ_ONLY_FILES]
+    read_only = [(file, mode) for file, mode in read_only if transport.exists(file)]
+    if web_group:  # groups first: a chgrp may clear setgid bits
+        not_shared = ["(", "-type", "d", "-o", "-type", "l", "-o", "-links", "1", ")"]
+        chgrp = ["!", "-group", web_group, *not_shared, "-exec", "chgrp", "-h", web_group, "{}", "+"]
+        _find(transport, [*trees, "-xdev", *chgrp])
+        _find(transport, [*web_dirs, *(file for file, _ in read_only), "-maxdepth", "0", *chgrp])
+    _find(transport, [*trees, "-xdev", "-type", "d", *_chmod("-2070", "g+rwxs")])
+    _find(transport, [*trees, "-xdev", "-type", "f", "-links", "1", *_chmod("-060", "g+rw")])
+    exact: dict[int, list[str]] = {}
+    for rel, mode, _ in SITE_DIRECTORIES:
+        exact.setdefault(mode, []).append(posixpath.join(path, rel) if rel else path)
+    for mode, directories in exact.items():
+        _find(transport, [*directories, "-maxdepth", "0", "-type", "d", *_chmod(f"{mode:o}", f"{mode:o}")])
+    for mode in sorted({m for _, m in read_only}):
+        files = [file for file, m in read_only if m == mode]
+        _find(transport, [*files, "-maxdepth", "0", "-type", "f", "-links", "1", *_chmod(f"{mode:o}", f"{mode:o}")])
+
+
+def _chmod(unless: str, mode: str) -> list[str]:
+    """find's ``chmod MODE`` of what does not already have ``-perm UNLESS``."""
+    return ["!", "-perm", unless, "-exec", "chmod", mode, "{}", "+"]
 
 
 def ensure_salt(transport: Transport, path: str, web_group: str | None) -> bool:

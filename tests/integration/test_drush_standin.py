@@ -761,3 +761,65 @@ def test_d10_broken_profile_fails_half_way_with_drupals_backtrace(tmp_path: Path
     trace = result.stderr.split(" [error]  ", 1)[1].splitlines()[1:]
     assert len(trace) > 20 and trace[-1].endswith(" {main}") and all(re.match(r"#\d+ ", line) for line in trace)
     assert "Installation complete" not in result.stderr and "config" in site_db.tables()
+
+
+# -- what real Drupal does that hid broken sites: the page cache, the hash salt, a large login answer --------
+def test_d10_page_cache_answers_while_a_missing_hash_salt_fails_every_other_page(
+    platforms: dict[str, Path], site_db: SiteDb, php_server
+) -> None:
+    root = platforms["d10"]
+    settings = write_settings(root / "web", "cache.example.test", site_db, 10, "salt-cache")
+    args = ["-r", str(root), "-l", "http://cache.example.test"]
+    ok(drush(*args, "site:install", "standard", "--site-name=Cached", "-y", executable=str(root / "vendor/bin/drush")))
+    port = php_server(root / "web")
+    host = f"cache.example.test:{port}"
+
+    first = get(port, host, "/")
+    assert first.status_code == 200 and first.headers["x-drupal-cache"] == "MISS"
+    again = get(port, host, "/")
+    assert again.status_code == 200 and again.headers["x-drupal-cache"] == "HIT" and again.text == first.text
+    login = get(port, host, "/user/login")
+    assert login.status_code == 200 and title(login) == "Log in | Cached"
+
+    # the salt gone (as when the web server cannot read it): the cached page still answers, nothing else does
+    settings.write_text(settings.read_text().replace("$settings['hash_salt'] = 'salt-cache';", ""))
+    for path in ("/", "/user/login"):  # both were cached by the visits above
+        assert get(port, host, path).headers["x-drupal-cache"] == "HIT", path
+    for path in ("/?uncached=1", "/user/login?probe=1", "/no/such/page"):
+        broken = get(port, host, path)
+        assert broken.status_code == 500 and "Missing $settings['hash_salt'] in settings.php." in broken.text, path
+    # a session skips the page cache: a logged-in visitor gets the error as well
+    session = {"SESS" + hashlib.md5(b"cache.example.test").hexdigest(): "x"}
+    assert get(port, host, "/", cookies=session).status_code == 500
+    # a cache rebuild empties the page cache too
+    ok(drush(*args, "cr"))
+    assert get(port, host, "/").status_code == 500
+
+
+def test_d7_page_cache_is_the_cache_variable_and_a_login_answer_has_more_than_8k_of_headers(
+    platforms: dict[str, Path], site_db: SiteDb, php_server
+) -> None:
+    root = platforms["d7"]
+    install_d7(root, site_db, "big.example.test")
+    port = php_server(root)
+    host = f"big.example.test:{port}"
+    args = ["-r", str(root), "-l", f"http://{host}"]
+    assert "x-drupal-cache" not in get(port, host, "/").headers  # off after an install, as in Drupal 7
+    ok(drush(*args, "vset", "cache", "1"))
+    assert get(port, host, "/").headers["x-drupal-cache"] == "MISS"
+    assert get(port, host, "/").headers["x-drupal-cache"] == "HIT"
+
+    url = ok(drush(*args, "uli", "--no-browser")).stdout.strip()
+    login = get(port, host, url.split(host, 1)[1])
+    assert login.status_code == 302
+    size = sum(len(k) + len(v) + 4 for k, v in login.headers.multi_items())
+    assert size > 8192 and max(len(k) + len(v) + 4 for k, v in login.headers.multi_items()) < 8000
+    assert len(login.headers.get_list("set-cookie")) > 40
+    assert login.headers["set-cookie"].startswith("SESS" + hashlib.md5(b"big.example.test").hexdigest())
+
+    # a salt the web server sees differently from drush (here: none) makes every login link invalid
+    settings = root / "sites" / "big.example.test" / "settings.php"
+    url = ok(drush(*args, "uli", "--no-browser")).stdout.strip()
+    settings.write_text(settings.read_text().replace("$drupal_hash_salt = 'salt-big.example.test';", ""))
+    rejected = get(port, host, url.split(host, 1)[1])
+    assert rejected.status_code == 403 and "has either been used or is no longer valid" in rejected.text

@@ -35,6 +35,13 @@ STABLE = 10
 BROKEN = {"nginx": "server {\n    listen *:1;\n    no_such_directive on;\n}\n", "apache": "<VirtualHost *:1>\n"}
 
 INDEX_PHP = r"""<?php
+if (isset($_GET['big_headers'])) {
+  // As Drupal's login answer: many cookies and one long header, over 8 KiB in all (each line under 8 KiB).
+  for ($i = 0; $i < 40; $i++) {
+    header("Set-Cookie: big$i=" . str_repeat('a', 150) . '; path=/', FALSE);
+  }
+  header('Content-Security-Policy: ' . str_repeat('x', 3000));
+}
 $raw = array();
 foreach (array('db_name', 'db_passwd', 'REDIRECT_db_name') as $k) {
   $raw[$k] = isset($_SERVER[$k]) ? $_SERVER[$k] : NULL;
@@ -237,6 +244,23 @@ def test_enabled_vhost_cloaks_credentials_and_protects_files(env):
     # Aliases are served by the same site.
     for alias in env.vhost.aliases:
         assert front(settled(env, alias, "/node/1", status=200, text=MARK))["db"]["database"] == "vhost_test_db"
+
+
+def test_a_drupal_host_takes_large_headers_cookies_and_uploads(env):
+    """Issue 15, finding 6: what a Drupal host needs of the web server (the server conf, compared with Aegir's):
+    a PHP answer with over 8 KiB of headers (nginx's default FastCGI buffer is 4 KiB: 502), a Cookie header of
+    16 KiB (nginx's and Apache's defaults take 8 KiB a line: 400), a 2 MiB upload (nginx's default body limit
+    is 1 MiB: 413)."""
+    apply(env, env.vhost, env.uri, status=200, text=MARK)
+    big = get(env, env.uri, "/?big_headers=1")
+    assert big.status_code == 200, (big.status_code, big.text[:200])
+    assert sum(len(k) + len(v) + 4 for k, v in big.headers.multi_items()) > 8192
+    cookie = "; ".join(f"c{i}={'v' * 200}" for i in range(80))
+    assert len(cookie) > 16000
+    with_cookies = get(env, env.uri, "/", Cookie=cookie)
+    assert with_cookies.status_code == 200, (with_cookies.status_code, with_cookies.text[:200])
+    upload = _CLIENT.post(env.web.url + "/", headers={"Host": env.uri}, content=b"x" * (2 * 1024 * 1024))
+    assert upload.status_code == 200, (upload.status_code, upload.text[:200])
 
 
 def test_redirection_to_an_alias(env):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
+
+import pytest
 
 from aegir.drupal import site
 from aegir.services.vhost import DbParams
@@ -26,18 +29,88 @@ def write(t: LocalTransport, path: Path, **overrides) -> None:
 def test_directories_get_aegirs_modes_and_are_fixed_again(tmp_path):
     t = LocalTransport("localhost")
     path = tmp_path / "sites" / "example.com"
-    site.create_directories(t, str(path), None)
+    site.set_permissions(t, str(path), None)
     assert mode(path) == 0o755 and mode(path / "files") == 0o2770 and mode(path / "private" / "temp") == 0o2770
     assert mode(path / "modules") == 0o2775
     (path / "files").chmod(0o777)
-    site.create_directories(t, str(path), None)
+    site.set_permissions(t, str(path), None)
     assert mode(path / "files") == 0o2770
+
+
+def _web_group() -> str:
+    import grp
+
+    for name in ("www-data", "nogroup", "daemon"):
+        try:
+            grp.getgrnam(name)
+            return name
+        except KeyError:
+            continue
+    pytest.skip("no group to hand files to")
+
+
+def _group(p: Path) -> str:
+    import grp
+
+    return grp.getgrgid(p.lstat().st_gid).gr_name
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chgrp to another group needs root")
+def test_set_permissions_gives_drupals_trees_and_read_only_files_to_the_web_group(tmp_path):
+    t = LocalTransport("localhost")
+    group = _web_group()
+    path = tmp_path / "example.com"
+    site.set_permissions(t, str(path), group)
+    site.ensure_salt(t, str(path), group)
+    write(t, path, web_group=group)
+    made = {p: (mode(p), _group(p)) for p in [path, *path.rglob("*")]}
+    # drift: what an extraction as root with --no-same-owner, or an admin's cp, leaves
+    (path / "files" / "styles" / "thumb").mkdir()
+    upload = path / "files" / "styles" / "thumb" / "a.png"
+    upload.write_bytes(b"png")
+    for p in [*(path / "files").rglob("*"), *(path / "private").rglob("*"), path / "local.settings.php"]:
+        os.chown(p, -1, 0)
+    upload.chmod(0o600)
+    (path / "files" / "styles" / "thumb").chmod(0o700)
+    (path / site.SALT_FILE).chmod(0o400)
+    (path / "local.settings.php").chmod(0o644)
+    (path / "files").chmod(0o755)
+
+    site.set_permissions(t, str(path), group)
+    assert {p: (mode(p), _group(p)) for p in made} == made
+    assert mode(upload) == 0o660 and _group(upload) == group  # group-readable and -writable, as Drupal's own
+    assert mode(upload.parent) == 0o2770 and _group(upload.parent) == group
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chgrp to another group needs root")
+def test_set_permissions_never_follows_a_symlink_a_tenant_planted(tmp_path):
+    t = LocalTransport("localhost")
+    group = _web_group()
+    path = tmp_path / "example.com"
+    site.set_permissions(t, str(path), group)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("root's")
+    os.chown(outside, -1, 0)
+    os.chown(outside / "secret", -1, 0)
+    outside.chmod(0o700)
+    (outside / "secret").chmod(0o600)
+    # the web server can replace a listed dir inside files/, and put links anywhere in its trees
+    (path / "files" / "styles").rmdir()
+    (path / "files" / "styles").symlink_to(outside)
+    (path / "files" / "secret").symlink_to(outside / "secret")
+    (path / site.SALT_FILE).symlink_to(outside / "secret")
+
+    site.set_permissions(t, str(path), group)
+    assert (mode(outside), _group(outside)) == (0o700, "root")
+    assert (mode(outside / "secret"), _group(outside / "secret")) == (0o600, "root")
+    assert (outside / "secret").read_text() == "root's"
 
 
 def test_settings_credentials_and_their_round_trip(tmp_path):
     t = LocalTransport("localhost")
     path = tmp_path / "example.com"
-    site.create_directories(t, str(path), None)
+    site.set_permissions(t, str(path), None)
     write(t, path)
     assert mode(path / "settings.php") == 0o440 and mode(path / "aegir.credentials.php") == 0o400
     assert DB.password not in (path / "settings.php").read_text()
@@ -53,7 +126,7 @@ def test_settings_credentials_and_their_round_trip(tmp_path):
 def test_salt_is_made_once(tmp_path):
     t = LocalTransport("localhost")
     path = tmp_path / "example.com"
-    site.create_directories(t, str(path), None)
+    site.set_permissions(t, str(path), None)
     assert site.ensure_salt(t, str(path), None) is True
     salt = (path / site.SALT_FILE).read_text()
     assert len(salt.strip()) >= 60
