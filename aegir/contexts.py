@@ -485,7 +485,11 @@ class SiteContext(ContextBase):
     @model_validator(mode="after")
     def _uri_matches_name(self) -> SiteContext:
         if self.name[1:].lower() != self.uri:
-            raise InputError("uri", f"a site is named after its uri: expected @{self.uri}, got {self.name}")
+            raise InputError(
+                "uri",
+                f"a site is named after its uri: expected @{self.uri}, got {self.name} (a site gets a new domain "
+                f"with `aegir rename {self.name} {self.uri}`, a copy under it with `aegir clone {self.name} {self.uri}`)",
+            )
         return self
 
 

@@ -65,6 +65,7 @@ def forget_backups(hosting: Hosting, name: str) -> None:
 
 EDITS = [
     ({"uri": "Bad Uri"}, "uri", "must be a hostname", ["--uri={uri}"]),
+    ({"uri": "elsewhere.example.test"}, "uri", "aegir rename", ["--uri={uri}"]),
     ({"platform": "@platform_nope"}, "platform", "moves only with a task", ["--platform={platform}"]),
     ({"db_name": "mysql", "db_user": "root"}, "db_name", "task-managed state", []),
     ({"status": "deleted"}, "status", "task-managed state", []),
@@ -111,6 +112,30 @@ def test_an_edit_in_the_ui_is_named_stops_no_other_site_and_changes_no_state(
     assert (after.status, after.platform, after.db_name) == ("installed", platform, state_before["db_name"])
     assert documents(url, name)["aegir-site-state"]["data"] == state_before
     assert "INVALID" not in aegir(env, "list", "--type=site").stdout
+
+
+@pytest.mark.parametrize(
+    ("prop", "task"),
+    [("platform", "aegir migrate"), ("db_server", "--db_server="), ("uri", "aegir rename")],
+)
+def test_save_refuses_to_move_an_installed_site_and_names_the_task(prefect_api, hosting, sites, prop, task):
+    """Issue 16, finding 1: a save that moved only the record orphaned the site (a Drupal 10 site could be
+    re-saved onto a Drupal 7 platform). Refused, exit 2, the field and the task named, nothing changed."""
+    platform, name, _ = sites
+    elsewhere = {"platform": hosting.platform("d10"), "db_server": hosting.server, "uri": "moved-" + name[1:]}
+    if prop == "db_server":  # another server with a db service: the site's own db server is hosting.server
+        from aegir import registry
+
+        other = "@server_moved_" + name[1:9]
+        registry.save(hosting.store, other, "server", {"db_service_type": "mysql", "db_user": "root"})
+        elsewhere["db_server"] = other
+    before = documents(prefect_api.url, name)
+    refused = aegir(prefect_api.env, "save", name, f"--{prop}={elsewhere[prop]}")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert prop in refused.stderr and task in refused.stderr, refused.stderr
+    after = documents(prefect_api.url, name)
+    assert {k: d["data"] for k, d in after.items()} == {k: d["data"] for k, d in before.items()}
+    assert hosting.load_site(name).platform == platform
 
 
 def test_an_invalid_context_can_be_deleted(prefect_api, hosting, sites):

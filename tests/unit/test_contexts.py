@@ -518,7 +518,7 @@ def test_site_name_is_lowercased():
 
 
 def test_site_uri_must_match_name():
-    raises_input(lambda: site(uri="other.com"), "uri", "named after its uri", "@other.com")
+    raises_input(lambda: site(uri="other.com"), "uri", "named after its uri", "@other.com", "aegir rename")
     assert site(uri="EXAMPLE.com").uri == "example.com"
 
 
