@@ -488,7 +488,8 @@ class SiteContext(ContextBase):
             raise InputError(
                 "uri",
                 f"a site is named after its uri: expected @{self.uri}, got {self.name} (a site gets a new domain "
-                f"with `aegir rename {self.name} {self.uri}`, a copy under it with `aegir clone {self.name} {self.uri}`)",
+                f"with `aegir rename {self.name} {self.uri}`, a copy under it with "
+                f"`aegir clone {self.name} {self.uri}`)",
             )
         return self
 

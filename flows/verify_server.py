@@ -23,5 +23,7 @@ def verify_server(server: str = "@server_master") -> dict[str, Any]:
     db_facts = steps.verify_db_service(name)
     # 4. http service: server conf including pre.d, vhost.d, platform.d, post.d; config test; reload.
     http_facts = steps.verify_http_service(name, detected)
-    # 5. Record what was found (versions, detected group/socket, verified time) on the server block.
+    # 5. A name no site has gets 404 from our catch-all (not the OS default site's page).
+    steps.probe_catch_all(name)
+    # 6. Record what was found (versions, detected group/socket, verified time) on the server block.
     return steps.record_verified(name, {**detected, **db_facts, **http_facts})

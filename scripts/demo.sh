@@ -19,6 +19,9 @@ STANDIN_DRUSH="$PWD/tests/fixtures/drupal/drush"
 if [ ! -f /etc/nginx/conf.d/aegir.conf ]; then
   echo "include ${AEGIR_ROOT}/config/nginx*.conf;" > /etc/nginx/conf.d/aegir.conf
 fi
+# Debian's default site claims the default server of port 80 and would answer 200 for every name no site has
+# (a deleted or renamed site's old name too): Aegir's catch-all (404) is the default instead.
+rm -f /etc/nginx/sites-enabled/default
 # (the system instances, by their pid files: other nginx/php-fpm processes, e.g. a test run's, do not count)
 alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 alive /run/nginx.pid || { echo "demo: starting nginx"; /usr/sbin/nginx; }

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import secrets
+import time
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from prefect import get_run_logger, task
 
 from aegir import registry, servers
 from aegir.contexts import ServerContext
+from aegir.errors import AegirError
+from aegir.http_probe import describe, probe_address
 from aegir.services.db import MysqlService
 from aegir.services.http import http_service_for
 from aegir.transport.factory import transport_for
@@ -76,6 +81,38 @@ def verify_http_service(name: str, detected: dict[str, Any]) -> dict[str, Any]:
     get_run_logger().info("http service: %s", facts)
     version = facts.get("http_version") or facts.get("version")
     return {"http_version": str(version)} if version else {}
+
+
+CATCH_ALL_TIMEOUT = 10.0
+
+
+@task(name="probe-catch-all")
+def probe_catch_all(name: str) -> int | None:
+    """A name no site has gets 404 from the server's catch-all, not the OS default site's page: a deleted or
+    renamed site's old name must stop answering 200 (a reload is asynchronous: waits up to 10 s)."""
+    server = _server(name)
+    if server.http_service_type == "null":
+        return None
+    host = f"aegir-probe-{secrets.token_hex(4)}.invalid"
+    url = f"http://{probe_address(server)}:{server.http_port}/"
+    deadline = time.monotonic() + CATCH_ALL_TIMEOUT
+    with httpx.Client(trust_env=False, timeout=10.0, follow_redirects=False) as client:
+        while True:
+            try:
+                response = client.get(url, headers={"Host": host})
+                if response.status_code == 404:
+                    get_run_logger().info("a name no site has gets 404 from %s (%s)", name, url)
+                    return 404
+                seen = describe(response, text_chars=0)
+            except httpx.HTTPError as e:
+                seen = f"{type(e).__name__}: {e}"
+            if time.monotonic() > deadline:
+                raise AegirError(
+                    f"a name no site has gets {seen} from port {server.http_port} of {name}, not Aegir's 404: "
+                    "another site is the port's default server (Debian: rm /etc/nginx/sites-enabled/default; "
+                    "a2dissite 000-default)"
+                )
+            time.sleep(0.25)
 
 
 @task(name="record-verified")

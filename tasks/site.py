@@ -4,11 +4,8 @@ passed between tasks or returned."""
 
 from __future__ import annotations
 
-import html
-import re
 import secrets
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,12 +22,12 @@ from aegir.drupal.drush import Drush, site_url
 from aegir.drupal.sitedb import site_packages
 from aegir.drupal.versions import drupal_major
 from aegir.errors import AegirError, InputError
+from aegir.http_probe import describe, probe_address
 from aegir.mail import DEFAULT_NAME, MailError, welcome_message
 from aegir.services.db import MysqlService, SiteDatabases, random_password
 from aegir.services.http import http_service_for
 from aegir.services.vhost import DISABLED_MESSAGE, DbParams, SiteVhost
 from aegir.transport import Transport
-from aegir.transport.base import redact
 from aegir.transport.factory import connected
 
 from .common import TRANSIENT_RETRIES, record, step, store
@@ -350,10 +347,6 @@ def remove_vhost(name: str) -> None:
             http.reload(transport)
 
 
-def probe_address(server: ServerContext) -> str:
-    return "127.0.0.1" if server.remote_host == "localhost" else server.remote_host
-
-
 def expected_answer(env: SiteEnv, enabled: bool) -> tuple[int, str]:
     """What GET / must answer: 200 with the site name; disabled, a 302 to web_disable_url/<uri> or a 503."""
     if enabled:
@@ -366,21 +359,6 @@ def expected_answer(env: SiteEnv, enabled: bool) -> tuple[int, str]:
 PROBE_PAGE = "/user/login"
 """The page that proves a site works: every Drupal has it, anonymous visitors get it (200), and answering it
 bootstraps Drupal fully: the session, the hash salt (Drupal 8+ fails without one), the theme."""
-_TITLE = re.compile(r"<title>([^<]*)</title>", re.IGNORECASE)
-_TAGS = re.compile(r"<(script|style)\b.*?</\1>|<[^>]+>", re.IGNORECASE | re.DOTALL)
-
-
-def _seen(response: httpx.Response, hidden: Sequence[str]) -> str:
-    """What a failed probe got, for its error: the status, the page's title and the start of its text (so a
-    Drupal error message shows), without the site's database password should the page show it."""
-    seen = f"HTTP {response.status_code}"
-    title = _TITLE.search(response.text)
-    if title:
-        seen += f" {html.unescape(title.group(1)).strip()!r}"
-    text = " ".join(html.unescape(_TAGS.sub(" ", response.text)).split())
-    if text:
-        seen += f": {text[:300]}"
-    return redact(seen, hidden)
 
 
 def probe(env: SiteEnv, enabled: bool = True) -> dict[str, Any]:
@@ -411,7 +389,7 @@ def probe(env: SiteEnv, enabled: bool = True) -> dict[str, Any]:
                     if response.status_code == want and expected in answer and not cached:
                         answers[path.split("?")[0]] = response.status_code
                         break
-                    seen = _seen(response, hidden)
+                    seen = describe(response, hidden)
                     if response.status_code == want and not cached:
                         seen = f"HTTP {want} without {expected!r} ({seen})"
                     elif cached:

@@ -138,13 +138,24 @@ class HttpService:
         argv = self.restart_argv(transport)
         result = transport.run(argv, check=False, timeout=COMMAND_TIMEOUT)
         if result.exit_code != 0:
+            output = (result.stderr or result.stdout).decode(errors="replace")
             raise HttpReloadError(
-                f"reloading {self.app} for {self.server.name} failed",
+                f"reloading {self.app} for {self.server.name} failed{self._hint(output)}",
                 command=result.argv,
                 exit_code=result.exit_code,
-                stderr=(result.stderr or result.stdout).decode(errors="replace"),
+                stderr=output,
                 host=transport.host,
             )
+
+    def _hint(self, output: str) -> str:
+        """What to do about a web server's complaint that names a cause outside Aegir's files."""
+        if "duplicate default server" in output:
+            return (
+                f": another site claims the default server of port {self.server.http_port} (Debian's "
+                "/etc/nginx/sites-enabled/default): remove it - Aegir's catch-all is the default and answers 404 "
+                "for names no site has"
+            )
+        return ""
 
     def version(self, transport: Transport) -> str | None:
         """The web server version string (best effort: None when the binary cannot be run)."""
@@ -216,11 +227,12 @@ class HttpService:
         after = self.config_test(transport)
         if after.exit_code != 0:
             undone += "; the configuration still fails its test without this change, so another file is broken"
+        output = (failed.stderr or failed.stdout).decode(errors="replace")
         raise HttpConfigError(
-            f"{self.app} config test failed after {action} ({undone})",
+            f"{self.app} config test failed after {action} ({undone}){self._hint(output)}",
             command=failed.argv,
             exit_code=failed.exit_code,
-            stderr=(failed.stderr or failed.stdout).decode(errors="replace"),
+            stderr=output,
             host=transport.host,
         )
 

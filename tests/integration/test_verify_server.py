@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pymysql
@@ -85,6 +87,62 @@ def test_verify_apache(store, apache_server, db_admin):
     assert Path(apache_server.aegir_root, "config", "apache.conf").is_symlink()
     apache_server.wait_for("unknown.example", status=404)
     assert server.http_version and "Apache" in server.http_version
+
+
+OS_DEFAULT_SITE = {
+    # Debian's nginx sites-enabled/default: the explicit default server of the port
+    "nginx": """server {{
+    listen *:{port} default_server;
+    server_name _;
+    root {docroot};
+}}
+""",
+    # Debian's apache 000-default, where it comes before Aegir's conf: the port's first vhost is its default
+    "apache": """<VirtualHost *:{port}>
+    ServerName os-default.invalid
+    DocumentRoot {docroot}
+    <Directory {docroot}>
+        Require all granted
+    </Directory>
+</VirtualHost>
+""",
+}
+
+
+@pytest.mark.parametrize("kind", ["nginx", "apache"])
+def test_an_os_default_site_answering_unknown_names_fails_the_verify_and_names_it(request, store, db_admin, kind):
+    """Issue 16, finding 2: a deleted or renamed site's old name was answered 200 by Debian's default site.
+    The catch-all must be the default server of the port: verify-server proves a name no site has gets 404,
+    and names the OS default site when it does not (nginx: its config test refuses two default servers)."""
+    web = request.getfixturevalue(f"{kind}_server")
+    fields = web.server_fields()
+    if kind == "apache":
+        fields = {k: v for k, v in fields.items() if k != "php_fpm_socket"}
+    name = unique(f"@server_dflt{kind[:2]}")
+    registry.save(store, name, "server", {**fields, **db_admin})
+    assert run_verify(name).is_completed()
+    docroot = Path(tempfile.mkdtemp(prefix="aegir-test-os-default-"))  # where the web server's user can read
+    docroot.chmod(0o755)
+    (docroot / "index.html").write_text("<html><title>Apache2 Debian Default Page: It works</title></html>\n")
+    (docroot / "index.html").chmod(0o644)
+    foreign = Path(web.aegir_root, "config", f"{kind}-000-default.conf")  # included before Aegir's conf
+    foreign.write_text(OS_DEFAULT_SITE[kind].format(port=web.port, docroot=docroot))
+    try:
+        if kind == "apache":
+            subprocess.run(web.restart_cmd, shell=True, check=True)
+        state = run_verify(name)
+        assert state.is_failed()
+        if kind == "nginx":
+            assert "another site claims the default server of port" in state.message, state.message
+        else:
+            assert "a name no site has gets HTTP 200 'Apache2 Debian Default Page: It works'" in state.message
+            assert "a2dissite 000-default" in state.message, state.message
+    finally:
+        foreign.unlink()
+        shutil.rmtree(docroot)
+        subprocess.run(web.restart_cmd, shell=True, check=True)
+    assert run_verify(name).is_completed()
+    web.wait_for("unknown.example", status=404)
 
 
 def test_verify_null_services(store, tmp_path):

@@ -10,8 +10,9 @@ Register with ``pytest_plugins = ["tests.support.webservers"]`` (or ``-p tests.s
 ``nginx_server`` / ``apache_server`` yield a :class:`WebServer`: its ``aegir_root`` is a fresh per-session
 directory whose ``config/nginx*.conf`` / ``config/apache*.conf`` the instance includes (inside ``http {}``
 for nginx), exactly like Debian's ``/etc/nginx/conf.d/aegir.conf`` -> ``/var/aegir/config/nginx.conf``.
-Until an Aegir server conf exists, an unknown host gets 410 from the fixture itself (so tests can tell the
-fixture's answer from the Aegir catch-all 404).
+The fixture's own server (the OS default site) comes first, as Debian's default site is the default server of
+its port: an unknown host gets its 410 until an Aegir server conf claims the port's default (so tests can tell
+the fixture's answer from the Aegir catch-all 404).
 """
 
 from __future__ import annotations
@@ -326,15 +327,17 @@ http {{
     uwsgi_temp_path {tmp}/temp/uwsgi;
     server_names_hash_bucket_size 128;
 
-    # What Debian's /etc/nginx/conf.d/aegir.conf does (a glob: passes nginx -t before Aegir wrote it).
-    include {aegir_root}/config/nginx*.conf;
-
-    # Answers until the Aegir catch-all (listed first, so the default for the port) exists.
+    # The OS's own default site, as Debian's sites-enabled/default is (issue 16, finding 2): listed first,
+    # so the default server of the port unless Aegir's catch-all claims it (default_server). Before an Aegir
+    # server conf exists, and whenever the catch-all does not win, an unknown host name gets its 410.
     server {{
         listen *:{port};
         server_name fixture.invalid;
         return 410 "nginx {who}: no Aegir server conf\\n";
     }}
+
+    # What Debian's /etc/nginx/conf.d/aegir.conf does (a glob: passes nginx -t before Aegir wrote it).
+    include {aegir_root}/config/nginx*.conf;
 }}
 """
 
