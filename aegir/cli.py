@@ -732,16 +732,19 @@ def notify(
 @server_app.command("start")
 def server_start(
     port: int = typer.Option(4200, help="Port on 127.0.0.1"),
+    serve: bool = typer.Option(True, "--serve/--no-serve", help="Also serve the deployments (`aegir serve`)"),
 ) -> None:
-    """Start a local Prefect server (SQLite, 127.0.0.1) in the background and make it the default API."""
+    """Start a local Prefect server (SQLite, 127.0.0.1) in the background and make it the default API; and serve
+    every deployment with its schedules from a background `aegir serve` (pid and log in PREFECT_HOME)."""
     from deployments import local_server
 
-    guarded(lambda: typer.echo(local_server.start(port)))
+    guarded(lambda: typer.echo(local_server.start(port, serve=serve)))
 
 
 @server_app.command("stop")
 def server_stop() -> None:
-    """Stop the local Prefect server started by `aegir server start`."""
+    """Stop what `aegir server start` started: the background `aegir serve` (its deployments paused), then the
+    local Prefect server."""
     from deployments import local_server
 
     guarded(lambda: typer.echo(local_server.stop()))

@@ -49,6 +49,14 @@ def _log_file() -> Path:
     return prefect_home() / "aegir-server.log"
 
 
+def _serve_pid_file() -> Path:
+    return prefect_home() / "aegir-serve.pid"
+
+
+def _serve_log_file() -> Path:
+    return prefect_home() / "aegir-serve.log"
+
+
 def credential_file() -> Path:
     return prefect_home() / CREDENTIAL_FILE
 
@@ -58,9 +66,9 @@ def _prefect_exe() -> str:
     return str(candidate) if candidate.exists() else "prefect"
 
 
-def _running_pid() -> int | None:
+def _running_pid(pid_file: Path | None = None) -> int | None:
     try:
-        pid = int(_pid_file().read_text().strip())
+        pid = int((pid_file or _pid_file()).read_text().strip())
         os.kill(pid, 0)
         return pid
     except (OSError, ValueError):
@@ -184,7 +192,14 @@ def _unauthenticated(api_url: str) -> str:
 
 
 # -- start, stop, status ------------------------------------------------------------------------------------
-def start(port: int = 4200) -> str:
+def start(port: int = 4200, serve: bool = True) -> str:
+    """The local API (started unless one answers) and, with ``serve``, the deployments served from a background
+    ``aegir serve`` with their schedules active (see :func:`start_serving`)."""
+    message = _start_api(port)
+    return f"{message}\n{start_serving()}" if serve else message
+
+
+def _start_api(port: int) -> str:
     api_url = f"http://127.0.0.1:{port}/api"
     home = _private_home()
     auth = _credential()
@@ -234,9 +249,7 @@ def start(port: int = 4200) -> str:
         )
     finally:
         os.close(log)
-    pid = os.open(_pid_file(), os.O_WRONLY | os.O_TRUNC | os.O_CREAT, 0o600)
-    with os.fdopen(pid, "w") as f:
-        f.write(str(proc.pid))
+    _write_pid(_pid_file(), proc.pid)
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -304,10 +317,95 @@ def _register_block_types(api_url: str) -> None:
         raise AegirError(f"registering the aegir block types failed: {result.stdout[-300:]}{result.stderr[-300:]}")
 
 
+SERVE_STARTUP_TIMEOUT = 120.0
+SERVE_STOP_TIMEOUT = 90.0
+SERVING = "being served"  # what Prefect's serve prints once it polls for runs
+
+
+def start_serving() -> str:
+    """``aegir serve`` in the background (its own session, stdin closed, output to $PREFECT_HOME/aegir-serve.log,
+    pid in aegir-serve.pid): every deployment of prefect.yaml served with its schedules. Returns once Prefect says
+    they are being served."""
+    pid = _running_pid(_serve_pid_file())
+    if pid is not None:
+        return f"Deployments already served by `aegir serve` (pid {pid}, log {_serve_log_file()})"
+    from deployments.code import CODE_ROOT
+
+    log_path = _serve_log_file()
+    start_at = log_path.stat().st_size if log_path.exists() else 0
+    log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        proc = subprocess.Popen(  # the API and its credential: the profile, or what this environment names
+            [str(Path(sys.executable).with_name("aegir")), "serve"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=CODE_ROOT,
+            start_new_session=True,
+            umask=0o077,
+        )
+    finally:
+        os.close(log)
+    _write_pid(_serve_pid_file(), proc.pid)
+    deadline = time.monotonic() + SERVE_STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        with open(log_path, "rb") as f:
+            f.seek(start_at)
+            out = f.read().decode(errors="replace")
+        if SERVING in out:
+            return (
+                f"Deployments served with their schedules by `aegir serve` (pid {proc.pid}, log {log_path}); "
+                "`aegir server stop` stops it and the API"
+            )
+        if proc.poll() is not None:
+            _serve_pid_file().unlink(missing_ok=True)
+            raise AegirError(f"`aegir serve` exited during start-up (exit {proc.returncode}); see {log_path}")
+        time.sleep(0.5)
+    raise AegirError(f"`aegir serve` did not start serving within {SERVE_STARTUP_TIMEOUT:.0f} s; see {log_path}")
+
+
+def stop_serving() -> str | None:
+    """SIGTERM to the background ``aegir serve`` (not to its process group: a run it is finishing ends on its
+    own), then wait for it: it pauses the deployments on its way out. None when none was running."""
+    pid = _running_pid(_serve_pid_file())
+    if pid is None:
+        _serve_pid_file().unlink(missing_ok=True)
+        return None
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + SERVE_STOP_TIMEOUT
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.2)
+    killed = _alive(pid)
+    if killed:
+        os.killpg(pid, signal.SIGKILL)
+    _serve_pid_file().unlink(missing_ok=True)
+    if killed:
+        return f"`aegir serve` (pid {pid}) did not stop within {SERVE_STOP_TIMEOUT:.0f} s: killed"
+    return f"Stopped `aegir serve` (pid {pid}): deployments paused"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    with contextlib.suppress(OSError):  # a zombie (our own child, not yet reaped) has ended
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
+
+def _write_pid(path: Path, pid: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(str(pid))
+
+
 def stop() -> str:
+    served = stop_serving()
     pid = _running_pid()
     if pid is None:
-        return "No local Prefect server started by aegir is running"
+        return "\n".join(filter(None, [served, "No local Prefect server started by aegir is running"]))
     os.killpg(pid, signal.SIGTERM)
     for _ in range(100):
         try:
@@ -318,7 +416,7 @@ def stop() -> str:
     else:
         os.killpg(pid, signal.SIGKILL)
     _pid_file().unlink(missing_ok=True)
-    return f"Stopped the local Prefect server (pid {pid})"
+    return "\n".join(filter(None, [served, f"Stopped the local Prefect server (pid {pid})"]))
 
 
 def _rejected() -> str:
@@ -335,6 +433,13 @@ def _rejected() -> str:
 
 
 def status() -> tuple[str, bool]:
+    message, ok = _api_status()
+    pid = _running_pid(_serve_pid_file())
+    served = f"deployments served by `aegir serve` (pid {pid})" if pid else "deployments not served from here"
+    return f"{message}\n{served}", ok
+
+
+def _api_status() -> tuple[str, bool]:
     url = configured_api_url()
     if url is None:
         return "No Prefect API configured: start one with `aegir server start`", False

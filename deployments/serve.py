@@ -6,13 +6,16 @@ and schedules (cron, interval or rrule with timezone, slug, active, parameters) 
 deployments keep the names ``prefect deploy --all`` gives them, so ``prefect deployment run
 migrate-site/migrate-site …``, the UI and the schedules work the same with either. Each run executes in a
 subprocess of this process, from the checkout's root (deployments.code), so the entrypoints resolve.
-Stopping the process (Ctrl-C, SIGTERM) pauses the schedules; the next ``aegir serve`` resumes them.
+Stopping the process (Ctrl-C, SIGINT or SIGTERM, also while a run is finishing, also when started in the
+background) pauses the deployments and marks their schedules inactive, so `prefect deployment schedule ls` says
+what runs; the next ``aegir serve`` resumes them.
 """
 
 from __future__ import annotations
 
 import datetime
 import importlib
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -124,13 +127,57 @@ def take_over(deployments: list[Any]) -> list[str]:
     return changed
 
 
+def set_served(deployments: list[Any], served: bool) -> list[str]:
+    """Not served (a serve stopping): each deployment paused and its schedules inactive, so nothing is scheduled
+    that no process would run. Served (a serve starting): unpaused, each schedule as prefect.yaml says (by slug).
+    Prefect's runner pauses on a clean stop only (a SIGTERM while a run is finishing can leave deployments
+    unpaused), a paused deployment's schedules still list as active, and re-serving a deployment (an upsert)
+    changes neither. Returns the deployments changed."""
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    changed = []
+    with get_client(sync_client=True) as client:
+        for deployment in deployments:
+            name = f"{deployment.flow_name}/{deployment.name}"
+            try:
+                existing = client.read_deployment_by_name(name)
+            except ObjectNotFound:
+                continue
+            wanted = {s.slug: s.active for s in deployment.schedules if s.slug}
+            for entry in client.read_deployment_schedules(existing.id):
+                active = served and wanted.get(entry.slug, True)
+                if entry.active != active:
+                    client.update_deployment_schedule(existing.id, entry.id, active=active)
+            if served:
+                client.resume_deployment(existing.id)
+            else:
+                client.pause_deployment(existing.id)
+            changed.append(name)
+    return changed
+
+
 def serve(limit: int | None = None) -> None:
-    """Serve every deployment until interrupted (blocks)."""
+    """Serve every deployment until interrupted (blocks); on the way out, whatever stopped it, the deployments
+    are paused (see :func:`set_served`)."""
     from prefect import serve as prefect_serve
 
     deployments = build_deployments()
     take_over(deployments)
-    prefect_serve(*deployments, limit=limit)
+    set_served(deployments, True)
+    # A process started in the background by a non-interactive shell inherits SIGINT ignored: Ctrl-C / kill -INT
+    # must stop it all the same.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        prefect_serve(*deployments, limit=limit)
+    except SystemExit as e:  # Prefect's own SIGTERM handler exits with 0 once the runner stopped
+        if e.code not in (0, None):
+            raise
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut the pause short
+            signal.signal(sig, signal.SIG_IGN)
+        paused = set_served(deployments, False)
+        print(f"stopped: {len(paused)} deployments paused, their schedules inactive", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:

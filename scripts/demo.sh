@@ -51,7 +51,8 @@ GRANT ALL PRIVILEGES ON *.* TO 'aegir_root'@'127.0.0.1' WITH GRANT OPTION;
 SQL
 
 # 4. The local Prefect server that stores contexts and runs tasks (UI on http://127.0.0.1:4200; it says where
-#    the login is, also when it is already running), and a mail sink for the welcome e-mails (messages land in
+#    the login is, also when it is already running) with every deployment served from a background
+#    `aegir serve` (the schedules: nightly backup-all and purge-backups), and a mail sink for the welcome e-mails (messages land in
 #    $AEGIR_ROOT/demo-mail/new/).
 $AEGIR server start
 if ! pgrep -f "aiosmtpd.*127.0.0.1:8025" >/dev/null; then
@@ -84,7 +85,9 @@ for p in @platform_sample_d7 @platform_sample_d10 @platform_sample_d7_apache; do
 
 # 7. Sites: save, install (or verify when already installed), show what answers.
 install_site() {  # uri platform port
-  $AEGIR save "@$1" --context_type=site --platform="$2" --client_email="owner@$1"
+  # a site that exists keeps its record: an installed one moves only with a task (it may have been migrated)
+  $AEGIR show "@$1" >/dev/null 2>&1 || \
+    $AEGIR save "@$1" --context_type=site --platform="$2" --client_email="owner@$1"
   if $AEGIR show "@$1" --json | grep -q '"status": "installed"'; then
     $AEGIR verify "@$1"
     $AEGIR login-reset "@$1"
@@ -125,3 +128,13 @@ for host in d7.demo.test preview.d7.demo.test staging.d7.demo.test; do  # stagin
   echo "demo: curl -H 'Host: $host' http://127.0.0.1/ ->" \
     "$(curl -s -H "Host: $host" http://127.0.0.1/ | grep -o '<title>[^<]*</title>')"
 done
+
+# 10. Names no site has (the renamed-away staging name, a typo) get Aegir's 404 on both web servers, never an
+#     OS default page; the hosting system keeps running: the API, and the deployments with their schedules.
+for check in no-such-site.demo.test:80 no-such-site.demo.test:8080 staging.d7.demo.test:80; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: ${check%:*}" "http://127.0.0.1:${check#*:}/")
+  [ "$code" = 404 ] || { echo "demo: port ${check#*:} answers ${check%:*} with HTTP $code, not 404" >&2; exit 1; }
+done
+$AEGIR server status
+echo "demo: running: the Prefect API and UI (http://127.0.0.1:4200) and \`aegir serve\` with the schedules;" \
+  "\`aegir server stop\` stops both, \`aegir server start\` (or this script) starts them again"

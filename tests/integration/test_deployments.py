@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextvars
 import json
 import re
+import signal
 import stat
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +37,14 @@ from tasks.housekeeping import AUTOMATED
 from tests.integration.helpers import AEGIR, flow_run, flow_run_logs, unique
 from tests.integration.sites import Hosting, make_hosting
 from tests.support import api
-from tests.support.prefect_server import PREFECT, Background, PrefectServer, postgres_database, prefect_server
+from tests.support.prefect_server import (
+    PREFECT,
+    REPO_ROOT,
+    Background,
+    PrefectServer,
+    postgres_database,
+    prefect_server,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -444,3 +453,73 @@ def test_aegir_serve_takes_the_deployments_over_without_a_worker(server, worker,
         served.stop()
     # stopping the serve process pauses its deployments, so no scheduled backup piles up meanwhile
     assert deployment(server, "backup-all")["paused"] is True, served.output()
+
+
+def served_output(log: Path) -> str:
+    return log.read_text(errors="replace") if log.exists() else ""
+
+
+def wait_served(proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 90
+    while "being served" not in served_output(log):
+        assert proc.poll() is None and time.monotonic() < deadline, served_output(log)[-3000:]
+        time.sleep(0.2)
+
+
+def scheduled(server: PrefectServer) -> set[tuple[bool, bool]]:
+    """(paused, schedule active) of every schedule of the scheduled deployments."""
+    found = set()
+    for name in ("backup-all", "purge-backups"):
+        d = deployment(server, name)
+        found |= {(d["paused"], s["active"]) for s in d["schedules"]}
+    return found
+
+
+def test_aegir_serve_stops_on_sigint_and_sigterm_and_leaves_nothing_scheduled(server, worker, hosting, tmp_path):
+    """Issue 16, finding 4: a serve started in the background (SIGINT ignored, as a non-interactive shell's `&`
+    leaves it) stops on SIGINT; a SIGTERM while a run is finishing stops it too; each time the deployments end
+    paused and their schedules inactive (`prefect deployment schedule ls` tells the truth), and the next serve
+    makes them active again."""
+    worker.stop()
+    log = tmp_path / "serve.log"
+
+    def start(**kwargs: Any) -> subprocess.Popen:
+        with open(log, "ab") as out:
+            return subprocess.Popen(
+                [AEGIR, "serve"], env=server.env, cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True, **kwargs,
+            )  # fmt: skip
+
+    def ignore_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    served = start(preexec_fn=ignore_sigint)
+    try:
+        wait_served(served, log)
+        assert scheduled(server) == {(False, True)}
+        served.send_signal(signal.SIGINT)
+        assert served.wait(timeout=60) == 0, served_output(log)[-3000:]
+    finally:
+        if served.poll() is None:
+            served.kill()
+    assert scheduled(server) == {(True, False)}, served_output(log)[-3000:]
+
+    log = tmp_path / "serve-again.log"  # "being served" again, in a log of its own
+    served = start()
+    try:
+        wait_served(served, log)
+        assert scheduled(server) == {(False, True)}
+        argv = ("deployment", "run", "verify-server/verify-server", "--param", f"server={hosting.server}")
+        started = server.prefect(*argv)
+        run_id = re.search(r"UUID: ([0-9a-f-]{36})", started.stdout).group(1)
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while flow_run(server.url, run_id)["state_type"] not in ("RUNNING", "COMPLETED"):
+            assert time.monotonic() < deadline, served_output(log)[-3000:]
+            time.sleep(0.1)
+        served.send_signal(signal.SIGTERM)
+        assert served.wait(timeout=90) == 0, served_output(log)[-3000:]
+    finally:
+        if served.poll() is None:
+            served.kill()
+    assert scheduled(server) == {(True, False)}, served_output(log)[-3000:]
+    assert "deployments paused, their schedules inactive" in served_output(log)
