@@ -84,11 +84,14 @@ $AEGIR save @platform_sample_d7_apache --context_type=platform --root="$AEGIR_RO
 for p in @platform_sample_d7 @platform_sample_d10 @platform_sample_d7_apache; do $AEGIR verify "$p"; done
 
 # 7. Sites: save, install (or verify when already installed), show what answers.
+field() {  # context field: one top-level field of `aegir show --json` (not the same key inside its backups)
+  $AEGIR show "$1" --json | .venv/bin/python -c "import json, sys; print(json.load(sys.stdin).get('$2') or '')"
+}
 install_site() {  # uri platform port
   # a site that exists keeps its record: an installed one moves only with a task (it may have been migrated)
   $AEGIR show "@$1" >/dev/null 2>&1 || \
     $AEGIR save "@$1" --context_type=site --platform="$2" --client_email="owner@$1"
-  if $AEGIR show "@$1" --json | grep -q '"status": "installed"'; then
+  if [ "$(field "@$1" status)" = installed ]; then
     $AEGIR verify "@$1"
     $AEGIR login-reset "@$1"
   else
@@ -116,7 +119,7 @@ echo "demo: after the restore, curl -H 'Host: d7.demo.test' http://127.0.0.1/ ->
 $AEGIR save @platform_sample_d7_newer --context_type=platform --root="$AEGIR_ROOT/platforms/sample-d7-newer" \
   --drush="$STANDIN_DRUSH"
 $AEGIR verify @platform_sample_d7_newer
-if $AEGIR show @d7.demo.test --json | grep -q '"platform": "@platform_sample_d7"'; then
+if [ "$(field @d7.demo.test platform)" = @platform_sample_d7 ]; then
   $AEGIR compare @d7.demo.test @platform_sample_d7_newer --changed
   $AEGIR migrate @d7.demo.test @platform_sample_d7_newer
 fi
