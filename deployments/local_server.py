@@ -319,6 +319,7 @@ def _register_block_types(api_url: str) -> None:
 
 SERVE_STARTUP_TIMEOUT = 120.0
 SERVE_STOP_TIMEOUT = 90.0
+API_STOP_TIMEOUT = 10.0
 SERVING = "being served"  # what Prefect's serve prints once it polls for runs
 
 
@@ -371,17 +372,24 @@ def stop_serving() -> str | None:
     if pid is None:
         _serve_pid_file().unlink(missing_ok=True)
         return None
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + SERVE_STOP_TIMEOUT
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.2)
-    killed = _alive(pid)
-    if killed:
-        os.killpg(pid, signal.SIGKILL)
+    killed = _terminate(pid, SERVE_STOP_TIMEOUT, group=False)
     _serve_pid_file().unlink(missing_ok=True)
     if killed:
         return f"`aegir serve` (pid {pid}) did not stop within {SERVE_STOP_TIMEOUT:.0f} s: killed"
     return f"Stopped `aegir serve` (pid {pid}): deployments paused"
+
+
+def _terminate(pid: int, timeout: float, group: bool) -> bool:
+    """SIGTERM to ``pid`` (or its process group), then SIGKILL to its group if it has not ended within
+    ``timeout`` seconds. Returns whether it had to be killed."""
+    (os.killpg if group else os.kill)(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.1)
+    if not _alive(pid):
+        return False
+    os.killpg(pid, signal.SIGKILL)
+    return True
 
 
 def _alive(pid: int) -> bool:
@@ -406,15 +414,7 @@ def stop() -> str:
     pid = _running_pid()
     if pid is None:
         return "\n".join(filter(None, [served, "No local Prefect server started by aegir is running"]))
-    os.killpg(pid, signal.SIGTERM)
-    for _ in range(100):
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            break
-        time.sleep(0.1)
-    else:
-        os.killpg(pid, signal.SIGKILL)
+    _terminate(pid, API_STOP_TIMEOUT, group=True)
     _pid_file().unlink(missing_ok=True)
     return "\n".join(filter(None, [served, f"Stopped the local Prefect server (pid {pid})"]))
 

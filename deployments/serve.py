@@ -17,6 +17,7 @@ import datetime
 import importlib
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -105,22 +106,28 @@ def build_deployments(path: Path = PREFECT_YAML) -> list[Any]:
     return built
 
 
+def _registered(client: Any, deployments: list[Any]) -> Iterator[tuple[Any, str, Any]]:
+    """(deployment, its "flow/name", what the API holds for it) of each of ``deployments`` the API has."""
+    from prefect.exceptions import ObjectNotFound
+
+    for deployment in deployments:
+        name = f"{deployment.flow_name}/{deployment.name}"
+        try:
+            yield deployment, name, client.read_deployment_by_name(name)
+        except ObjectNotFound:
+            continue
+
+
 def take_over(deployments: list[Any]) -> list[str]:
     """Deployments that ``prefect deploy`` made for the work pool (pull steps, no ``path``) get ``path: .``,
     as served ones have: serving updates the rest, but Prefect's update never sends ``path``, and a
     deployment with neither pull steps nor path crashes its runs ("No such file or directory: '…/None'")."""
     from prefect import get_client
     from prefect.client.schemas.actions import DeploymentUpdate
-    from prefect.exceptions import ObjectNotFound
 
     changed = []
     with get_client(sync_client=True) as client:
-        for deployment in deployments:
-            name = f"{deployment.flow_name}/{deployment.name}"
-            try:
-                existing = client.read_deployment_by_name(name)
-            except ObjectNotFound:
-                continue
+        for _, name, existing in _registered(client, deployments):
             if existing.path != ".":
                 client.update_deployment(existing.id, DeploymentUpdate(path="."))
                 changed.append(name)
@@ -134,16 +141,10 @@ def set_served(deployments: list[Any], served: bool) -> list[str]:
     unpaused), a paused deployment's schedules still list as active, and re-serving a deployment (an upsert)
     changes neither. Returns the deployments changed."""
     from prefect import get_client
-    from prefect.exceptions import ObjectNotFound
 
     changed = []
     with get_client(sync_client=True) as client:
-        for deployment in deployments:
-            name = f"{deployment.flow_name}/{deployment.name}"
-            try:
-                existing = client.read_deployment_by_name(name)
-            except ObjectNotFound:
-                continue
+        for deployment, name, existing in _registered(client, deployments):
             wanted = {s.slug: s.active for s in deployment.schedules if s.slug}
             for entry in client.read_deployment_schedules(existing.id):
                 active = served and wanted.get(entry.slug, True)
